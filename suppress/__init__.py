@@ -1,0 +1,23 @@
+"""suppress: a marketing suppression list and mailing gatekeeper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
+    from . import api, health, web
+    from .runtime import Runtime
+
+    rt = Runtime.load(overrides)
+    app = Flask(__name__, instance_path=str(rt.config.instance_dir))
+    app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["suppress"] = rt
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    web.init_app(app)
+    return app

@@ -1,0 +1,162 @@
+"""The only home of plaintext addresses: scheme n1 normalization and keyed digests (KeyRing)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from .errors import InvalidEmail, InvalidRequest
+
+SCHEME = "n1"
+# Gmail ignores dots in the local part; googlemail.com is the same mailbox namespace.
+DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
+DOTLESS_DOMAINS = frozenset({"gmail.com"})
+MAX_INPUT = 512
+_ADDRESS_LIKE = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[^\s@<>\"']+")
+
+
+def _validate(text: str) -> tuple[str, str]:
+    """Return (local part, ASCII domain) as email-validator accepts them, or raise InvalidEmail."""
+    if not text or len(text) > MAX_INPUT:
+        raise InvalidEmail("not a valid email address: empty or too long")
+    try:
+        result = validate_email(
+            text,
+            check_deliverability=False,
+            allow_smtputf8=True,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+            globally_deliverable=True,
+        )
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"not a valid email address: {exc}") from None
+    if result.ascii_domain is None:  # pragma: no cover - only domain literals lack one
+        raise InvalidEmail("not a valid email address: the domain has no ASCII form")
+    return result.local_part, result.ascii_domain
+
+
+def _canonical_domain(ascii_domain: str) -> str:
+    domain = ascii_domain.lower()
+    return DOMAIN_ALIASES.get(domain, domain)
+
+
+def normalize(raw: str) -> str:
+    """Normalize an address under scheme n1 (DESIGN §3), or raise InvalidEmail."""
+    local, ascii_domain = _validate(raw.strip())
+    domain = _canonical_domain(ascii_domain)
+    local = unicodedata.normalize("NFC", local).lower()
+    plus = local.find("+")
+    if plus > 0:
+        local = local[:plus]
+    if domain in DOTLESS_DOMAINS:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
+
+
+def normalize_domain(raw: str) -> str:
+    """Normalize a domain for a domain suppression: its ASCII (A-label) form, lowercased."""
+    text = raw.strip().lower()
+    if "@" in text or not text:
+        raise InvalidRequest("domain must be a bare domain name such as example.com")
+    try:
+        _, ascii_domain = _validate(f"postmaster@{text}")
+    except InvalidEmail:
+        raise InvalidRequest(f"not a valid domain name: {raw.strip()[:100]!r}") from None
+    return _canonical_domain(ascii_domain)
+
+
+def domain_of(normalized: str) -> str:
+    """The domain part of a normalized address."""
+    return normalized.rpartition("@")[2]
+
+
+def domain_and_parents(domain: str) -> list[str]:
+    """A domain and every parent that still has a dot: what a domain suppression may match."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+def contains_address(text: str) -> bool:
+    """True when free text (evidence, source) looks like it holds an email address."""
+    return bool(_ADDRESS_LIKE.search(text))
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One keyed digest of a normalized value."""
+
+    key_id: str
+    value: bytes
+
+
+class KeyRing:
+    """Ordered peppers: the first is active for writes, all are used for reads."""
+
+    def __init__(self, peppers: Iterable[tuple[str, bytes]]):
+        ring = list(peppers)
+        if not ring:
+            raise ValueError("a key ring needs at least one pepper")
+        self.key_ids: tuple[str, ...] = tuple(key_id for key_id, _ in ring)
+        self.active_id = self.key_ids[0]
+        # HMAC objects with the key pads precomputed; each digest copies one.
+        self._macs = {key_id: hmac.new(key, digestmod="sha256") for key_id, key in ring}
+
+    def _digest(self, key_id: str, message: str) -> bytes:
+        mac = self._macs[key_id].copy()
+        mac.update(message.encode("utf-8"))
+        return mac.digest()
+
+    def address(self, normalized: str, key_id: str | None = None) -> bytes:
+        """HMAC-SHA256 of an n1-normalized address under one key (default: active)."""
+        return self._digest(key_id or self.active_id, f"a:{SCHEME}:{normalized}")
+
+    def domain(self, ascii_domain: str, key_id: str | None = None) -> bytes:
+        """HMAC-SHA256 of an n1 domain under one key (default: active)."""
+        return self._digest(key_id or self.active_id, f"d:{SCHEME}:{ascii_domain}")
+
+    def address_digests(self, normalized: str) -> list[Digest]:
+        """The address's digest under every key, active first."""
+        return [Digest(k, self.address(normalized, k)) for k in self.key_ids]
+
+    def domain_digests(self, ascii_domain: str) -> list[Digest]:
+        """The domain's digest under every key, active first."""
+        return [Digest(k, self.domain(ascii_domain, k)) for k in self.key_ids]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a suppression or check is about: an address or a domain, as digests only."""
+
+    kind: str  # "address" | "domain"
+    digests: tuple[Digest, ...]
+    # Digests of the address's domain and parents, per domain, each under every key.
+    domain_digests: tuple[tuple[Digest, ...], ...] = ()
+
+    @property
+    def active(self) -> Digest:
+        """The digest under the active key (where new rows are written)."""
+        return self.digests[0]
+
+
+def address_target(ring: KeyRing, raw: str) -> Target:
+    """Normalize an address and return its digests and those of its domains."""
+    normalized = normalize(raw)
+    return Target(
+        kind="address",
+        digests=tuple(ring.address_digests(normalized)),
+        domain_digests=tuple(
+            tuple(ring.domain_digests(d)) for d in domain_and_parents(domain_of(normalized))
+        ),
+    )
+
+
+def domain_target(ring: KeyRing, raw: str) -> Target:
+    """Normalize a domain and return its digests."""
+    return Target(kind="domain", digests=tuple(ring.domain_digests(normalize_domain(raw))))

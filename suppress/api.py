@@ -1,0 +1,200 @@
+"""The /v1 JSON API: bind input, call the domain once, render."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from . import addresses, apikeys, audit, idempotency, suppressions
+from .addresses import Target
+from .errors import InvalidRequest, SuppressError, Unprocessable
+from .models import Role
+from .openapi import spec
+from .runtime import Runtime
+from .suppressions import Verdict
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+log = logging.getLogger("suppress.api")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def runtime() -> Runtime:
+    """The process's Runtime, wired by create_app."""
+    return current_app.extensions["suppress"]  # type: ignore[no-any-return]
+
+
+def requires(role: Role) -> Callable[[F], F]:
+    """Authenticate the bearer token and demand a role; sets g.principal."""
+
+    def wrap(view: F) -> F:
+        @functools.wraps(view)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if header and scheme.lower() != "bearer":
+                token = ""
+            rt = runtime()
+            with rt.db.begin(write=False) as session:
+                principal = apikeys.authenticate(session, token.strip() or None)
+            principal.require(role)
+            now = audit.utcnow()
+            if principal.needs_touch(now):
+                with rt.db.begin() as session:
+                    apikeys.touch(session, principal)
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+# --- binding ------------------------------------------------------------------------------
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or InvalidRequest for anything else."""
+    if not request.is_json:
+        raise InvalidRequest("send a JSON body with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return data
+
+
+def text_field(data: dict[str, Any], name: str) -> str:
+    """A required string field."""
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"field {name!r} is required and must be a string")
+    return value
+
+
+def target_from(data: dict[str, Any]) -> Target:
+    """Exactly one of "email" or "domain", as digests."""
+    ring = runtime().ring
+    if ("email" in data) == ("domain" in data):
+        raise InvalidRequest("give exactly one of 'email' or 'domain'")
+    if "email" in data:
+        return addresses.address_target(ring, text_field(data, "email"))
+    return addresses.domain_target(ring, text_field(data, "domain"))
+
+
+def parse_time(value: Any, name: str) -> datetime | None:
+    """An optional ISO 8601 timestamp, converted to naive UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be an ISO 8601 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Unprocessable(f"{name} is not an ISO 8601 timestamp", code="invalid_request") from None
+    if parsed.tzinfo is None:
+        raise Unprocessable(f"{name} must include a time zone (e.g. Z)", code="invalid_request")
+    return audit.naive_utc(parsed)
+
+
+def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
+    """The /v1/check answer."""
+    return {
+        "email": email,
+        "list": list_name,
+        "allowed": verdict.allowed,
+        "suppressions": [hit.to_dict() for hit in verdict.hits],
+    }
+
+
+def rekey_quietly(verdict: Verdict) -> None:
+    """Lazy re-keying after a read; a failure only delays it (the verdict is already made)."""
+    if not verdict.stale:
+        return
+    rt = runtime()
+    try:
+        with rt.db.begin() as session:
+            suppressions.rekey(session, verdict.stale, rt.ring.active_id, actor=g.principal.actor)
+    except SuppressError as exc:
+        log.warning("lazy re-key postponed: %s", exc.message)
+
+
+def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response:
+    """Run a write under the request's Idempotency-Key, replaying a stored answer on retry."""
+    rt = runtime()
+    key = request.headers.get("Idempotency-Key")
+    principal = g.principal
+    with rt.db.begin() as session:
+        if key is not None:
+            key = idempotency.validate_key(key)
+            req_hash = idempotency.request_hash(request.method, request.full_path, request.get_data())
+            stored = idempotency.replay(session, principal.id, key, req_hash)
+            if stored is not None:
+                status, text = stored
+                return Response(text, status=status, mimetype="application/json",
+                                headers={"Idempotent-Replayed": "true"})
+        body, status = produce(session)
+        text = json.dumps(body, separators=(",", ":"))
+        if key is not None:
+            idempotency.store(session, principal.id, key, req_hash, status, text)
+    return Response(text, status=status, mimetype="application/json")
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(spec(runtime().config.base_url))
+
+
+@bp.post("/check")
+@requires(Role.mailer)
+def check() -> Any:
+    data = json_body()
+    email = text_field(data, "email")
+    list_name = suppressions.validate_list(data.get("list"))
+    target = addresses.address_target(runtime().ring, email)
+    with runtime().db.begin(write=False) as session:
+        verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+    rekey_quietly(verdict)
+    return jsonify(verdict_json(email, list_name, verdict))
+
+
+@bp.post("/suppressions")
+@requires(Role.recorder)
+def add_suppression() -> Any:
+    data = json_body()
+    target = target_from(data)
+    list_name = suppressions.validate_list(data.get("list"))
+    reason = suppressions.parse_reason(data.get("reason"))
+    source = suppressions.validate_text("source", data.get("source", "api"))
+    expires_at = parse_time(data.get("expires_at"), "expires_at")
+
+    def produce(session: Any) -> tuple[dict[str, Any], int]:
+        row, created = suppressions.add(
+            session, target, list_name, reason, source=source, actor=g.principal.actor,
+            now=audit.utcnow(), expires_at=expires_at,
+        )
+        return {"created": created, "suppression": suppressions.describe(row)}, 201 if created else 200
+
+    return idempotent(produce)
+
+
+@bp.delete("/suppressions")
+@requires(Role.admin)
+def remove_suppression() -> Any:
+    data = json_body()
+    target = target_from(data)
+    list_name = suppressions.validate_list(data.get("list"))
+    reason = suppressions.validate_text("reason", data.get("reason"))
+    evidence = suppressions.validate_text("evidence", data.get("evidence"))
+    with runtime().db.begin() as session:
+        removed = suppressions.remove(
+            session, target, list_name, reason=reason, evidence=evidence, actor=g.principal.actor
+        )
+    return jsonify({"removed": removed})

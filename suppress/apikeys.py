@@ -1,0 +1,113 @@
+"""Create, verify (constant time) and revoke API keys; only a token's SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from .models import ApiKey, Role
+
+TOKEN_PREFIX = "sk_"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,63}$")
+ROLE_RANK = {Role.mailer: 0, Role.recorder: 1, Role.admin: 2}
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key's id, name and role."""
+
+    id: int
+    name: str
+    role: Role
+    last_used_at: datetime | None = None
+
+    def needs_touch(self, now: datetime) -> bool:
+        """True when last use is older than TOUCH_INTERVAL (so most requests write nothing)."""
+        return self.last_used_at is None or now - self.last_used_at > TOUCH_INTERVAL
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this caller."""
+        return f"api:{self.name}"
+
+    def require(self, role: Role) -> None:
+        """Raise Forbidden unless this key's role includes `role`."""
+        if ROLE_RANK[self.role] < ROLE_RANK[role]:
+            raise Forbidden(f"this API key has role {self.role.value}; {role.value} is required")
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a bearer token: what the database holds."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_role(value: str) -> Role:
+    """A role by name, or InvalidRequest naming the valid ones."""
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"unknown role {value!r}; use one of: {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+def create(session: Session, name: str, role: Role, *, actor: str) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the token, which is shown once and never stored."""
+    if not NAME.match(name) or "@" in name:
+        raise InvalidRequest("key name: 1-64 letters, digits, space or ._:- (no addresses)")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(name=name, role=role, token_hash=hash_token(token), created_at=audit.utcnow())
+    session.add(key)
+    session.flush()
+    audit.record(
+        session, "apikey_create", actor=actor, detail={"key_id": key.id, "name": name, "role": role.value}
+    )
+    return key, token
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, oldest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke(session: Session, key_id: int, *, actor: str) -> ApiKey:
+    """Revoke a key by id; revoking twice is harmless."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key with id {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = audit.utcnow()
+        audit.record(session, "apikey_revoke", actor=actor, detail={"key_id": key.id, "name": key.name})
+    return key
+
+
+def authenticate(session: Session, token: str | None) -> Principal:
+    """The Principal for a bearer token, or Unauthorized.
+
+    The lookup is by the token's SHA-256, so timing reveals nothing about the token; the
+    final comparison is constant time as well.
+    """
+    if not token:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    wanted = hash_token(token)
+    key = session.scalars(select(ApiKey).where(ApiKey.token_hash == wanted)).one_or_none()
+    if key is None or not hmac.compare_digest(key.token_hash, wanted) or key.revoked_at:
+        raise Unauthorized("unknown or revoked API key")
+    return Principal(id=key.id, name=key.name, role=key.role, last_used_at=key.last_used_at)
+
+
+def touch(session: Session, principal: Principal) -> None:
+    """Record that a key was used now."""
+    key = session.get(ApiKey, principal.id)
+    if key is not None:
+        key.last_used_at = audit.utcnow()

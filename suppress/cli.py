@@ -1,0 +1,237 @@
+"""The `suppress` command line: serve, database, keys and the suppression list."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from . import addresses, apikeys, audit, suppressions
+from . import config as config_module
+from .errors import SuppressError
+from .models import Reason
+from .runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_ERROR = 2
+
+
+def actor() -> str:
+    """How the audit trail names a CLI user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name in some containers
+        return "cli:unknown"
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    """Print one line on stderr and exit non-zero."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handled(command: F) -> F:
+    """Turn domain errors into one stderr line and a non-zero exit."""
+
+    @wraps(command)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SuppressError as exc:
+            fail(f"{exc.message} [{exc.code}]")
+
+    return inner  # type: ignore[return-value]
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """Load configuration once per CLI invocation."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.load()
+    return _runtime
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """suppress: the marketing suppression list and mailing gatekeeper."""
+
+
+@main.command()
+@handled
+def init() -> None:
+    """First-run set-up: secrets file (0600), database schema, first admin key."""
+    path = config_module.secrets_path()
+    if config_module.generate_secrets(path):
+        click.echo(f"created secrets file {path} (mode 0600); back it up separately", err=True)
+    rt = runtime()
+    rt.db.upgrade()
+    with rt.db.begin() as session:
+        if apikeys.list_keys(session):
+            click.echo("database ready; API keys already exist (see 'suppress keys list')", err=True)
+            return
+        _key, token = apikeys.create(session, "admin", apikeys.Role.admin, actor=actor())
+    click.echo("created the first admin API key; it is shown once, store it now:", err=True)
+    click.echo(token)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default from config: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default from config: 8000).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default from config).")
+@handled
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the API and pages with gunicorn until SIGTERM."""
+    from .server import run
+
+    server = runtime().config.server
+    run(
+        host=host or server["host"],
+        port=port or int(server["port"]),
+        workers=workers or int(server["workers"]),
+        timeout=int(server["timeout"]),
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@handled
+def db_upgrade() -> None:
+    """Create the schema or migrate it to the newest revision."""
+    rt = runtime()
+    rt.db.upgrade()
+    click.echo(f"schema at revision {rt.db.current_revision()}")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who uses the key, e.g. newsletter-job.")
+@click.option("--role", required=True, type=click.Choice([r.value for r in apikeys.Role]))
+@handled
+def keys_create(name: str, role: str) -> None:
+    """Create a key; the token is printed alone on the last line (shown once)."""
+    with runtime().db.begin() as session:
+        key, token = apikeys.create(session, name, apikeys.parse_role(role), actor=actor())
+        click.echo(f"created API key {key.id} ({key.name}, role {key.role.value}); the token follows", err=True)
+    click.echo(token)
+
+
+@keys.command("list")
+@handled
+def keys_list() -> None:
+    """List keys (never their tokens)."""
+    with runtime().db.begin(write=False) as session:
+        for key in apikeys.list_keys(session):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            click.echo(f"{key.id}\t{key.name}\t{key.role.value}\t{state}\tlast used {used}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@handled
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by id."""
+    with runtime().db.begin() as session:
+        key = apikeys.revoke(session, key_id, actor=actor())
+        click.echo(f"revoked API key {key.id} ({key.name})")
+
+
+def _target(email: str | None, domain: str | None) -> addresses.Target:
+    if (email is None) == (domain is None):
+        fail("give an ADDRESS or --domain, not both")
+    ring = runtime().ring
+    if email is not None:
+        return addresses.address_target(ring, email)
+    return addresses.domain_target(ring, domain or "")
+
+
+def _expiry(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return audit.naive_utc(value if value.tzinfo else value.astimezone())
+
+
+@main.command()
+@click.argument("email", required=False)
+@click.option("--domain", help="Suppress a whole domain (and its subdomains) instead.")
+@click.option("--list", "list_name", required=True, help="List name, or 'global' for all marketing.")
+@click.option("--reason", required=True, type=click.Choice([r.value for r in Reason]))
+@click.option("--source", default="cli", show_default=True)
+@click.option("--expires-at", type=click.DateTime(), help="Bounces only: when the suppression lapses.")
+@handled
+def add(email: str | None, domain: str | None, list_name: str, reason: str, source: str,
+        expires_at: datetime | None) -> None:
+    """Suppress an address or domain on a list (idempotent)."""
+    target = _target(email, domain)
+    list_name = suppressions.validate_list(list_name)
+    source = suppressions.validate_text("source", source)
+    with runtime().db.begin() as session:
+        row, created = suppressions.add(
+            session, target, list_name, suppressions.parse_reason(reason), source=source,
+            actor=actor(), now=audit.utcnow(), expires_at=_expiry(expires_at),
+        )
+        described = suppressions.describe(row)
+    click.echo(("added" if created else "already suppressed") + f": {target.kind} on {list_name} "
+               f"({described['reason']}, digest {described['digest'][:8]})")
+
+
+@main.command()
+@click.argument("email", required=False)
+@click.option("--domain", help="Lift a domain suppression instead.")
+@click.option("--list", "list_name", required=True)
+@click.option("--reason", required=True, help="Why, e.g. resubscribed.")
+@click.option("--evidence", required=True, help="Reference to the new consent, e.g. a form id.")
+@handled
+def remove(email: str | None, domain: str | None, list_name: str, reason: str, evidence: str) -> None:
+    """Lift a suppression; needs a reason and evidence of new consent."""
+    target = _target(email, domain)
+    list_name = suppressions.validate_list(list_name)
+    reason = suppressions.validate_text("reason", reason)
+    evidence = suppressions.validate_text("evidence", evidence)
+    with runtime().db.begin() as session:
+        removed = suppressions.remove(session, target, list_name, reason=reason,
+                                      evidence=evidence, actor=actor())
+    click.echo(f"removed {removed} suppression(s) from {list_name}")
+
+
+@main.command()
+@click.argument("email")
+@click.option("--list", "list_name", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@handled
+def check(email: str, list_name: str, as_json: bool) -> None:
+    """Exit 0 if marketing may go to EMAIL on the list, 1 if suppressed, 2 on error."""
+    rt = runtime()
+    list_name = suppressions.validate_list(list_name)
+    target = addresses.address_target(rt.ring, email)
+    with rt.db.begin(write=False) as session:
+        verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+    if verdict.stale:
+        with rt.db.begin() as session:
+            suppressions.rekey(session, verdict.stale, rt.ring.active_id, actor=actor())
+    if as_json:
+        click.echo(json.dumps({"list": list_name, "allowed": verdict.allowed,
+                               "suppressions": [h.to_dict() for h in verdict.hits]}))
+    elif verdict.allowed:
+        click.echo(f"allowed on {list_name}")
+    else:
+        why = ", ".join(f"{h.reason} ({h.kind}, {h.scope})" for h in verdict.hits)
+        click.echo(f"suppressed on {list_name}: {why}")
+    sys.exit(0 if verdict.allowed else 1)

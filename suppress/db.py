@@ -1,0 +1,123 @@
+"""Engine, sessions and transactions; SQLite pragmas; Alembic upgrade and drift check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import Unavailable
+from .models import Base
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself, so writers can ask for IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # FULL: an acknowledged opt-out survives power loss, not only a process crash.
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+    # reads and then writes fails at once with SQLITE_BUSY instead of waiting its turn.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One engine and its read and write session factories."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 5):
+        parsed = make_url(url)
+        self.url = url
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            event.listen(self.engine, "begin", _sqlite_begin)
+            write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        else:
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            write_engine = self.engine
+        self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._write = sessionmaker(bind=write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def begin(self, *, write: bool = True) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error.
+
+        Database failures surface as Unavailable (503), never as a decision.
+        """
+        factory = self._write if write else self._read
+        try:
+            with factory() as session, session.begin():
+                yield session
+        except (DBAPIError, SQLAlchemyError) as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                self.engine.dispose()
+            raise Unavailable(f"database unavailable: {type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__}") from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections (after fork, at shutdown, in tests)."""
+        self.engine.dispose()
+
+    # --- schema -----------------------------------------------------------------------
+
+    def _alembic(self) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return cfg
+
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the newest revision."""
+        cfg = self._alembic()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def head_revision(self) -> str | None:
+        """The newest migration revision shipped with this code."""
+        return ScriptDirectory.from_config(self._alembic()).get_current_head()
+
+    def current_revision(self) -> str | None:
+        """The revision the database is at (None when it has no schema)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def drift(self) -> list[Any]:
+        """Differences between the models and the migrated schema (empty when in step)."""
+        with self.engine.connect() as conn:
+            return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+    def ping(self) -> None:
+        """Raise Unavailable unless the database answers a trivial query."""
+        with self.begin(write=False) as session:
+            session.execute(text("SELECT 1"))

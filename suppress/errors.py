@@ -1,0 +1,88 @@
+"""Domain errors: a stable snake_case code, a message and the HTTP status that renders it."""
+
+from __future__ import annotations
+
+
+class SuppressError(Exception):
+    """An error a client can act on; rendered as JSON, a page or a CLI line."""
+
+    code = "invalid_request"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """The JSON error envelope of DESIGN §5."""
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class InvalidRequest(SuppressError):
+    """Malformed or incomplete request (400)."""
+
+
+class InvalidEmail(SuppressError):
+    """The input is not an address scheme n1 accepts (422)."""
+
+    code = "invalid_email"
+    status = 422
+
+
+class InvalidList(SuppressError):
+    """A list name that does not match the list-name pattern (422)."""
+
+    code = "invalid_list"
+    status = 422
+
+
+class Unprocessable(SuppressError):
+    """Well-formed but semantically wrong input (422)."""
+
+    status = 422
+
+
+class Unauthorized(SuppressError):
+    """Missing or unknown API key (401)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(SuppressError):
+    """The API key's role does not allow this (403)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(SuppressError):
+    """Nothing matched (404)."""
+
+    code = "not_found"
+    status = 404
+
+
+class PayloadTooLarge(SuppressError):
+    """The request body exceeds its limit (413)."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class Unavailable(SuppressError):
+    """The database cannot answer now; nothing was decided (503)."""
+
+    code = "unavailable"
+    status = 503
+
+
+class ConfigError(SuppressError):
+    """Configuration is missing or invalid; the process must not start."""
+
+    code = "config_error"
+    status = 500

@@ -1,0 +1,32 @@
+"""Liveness and readiness probes (no auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from .errors import SuppressError
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    db = current_app.extensions["suppress"].db
+    try:
+        db.ping()
+        current, head = db.current_revision(), db.head_revision()
+    except SuppressError as exc:
+        return jsonify({"ready": False, **exc.to_dict()}), 503
+    except Exception as exc:  # any failure means "not ready", never a crash page
+        return jsonify({"ready": False, "error": {"code": "unavailable", "message": type(exc).__name__}}), 503
+    if current != head:
+        message = f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
+        return jsonify({"ready": False, "error": {"code": "unavailable", "message": message}}), 503
+    return jsonify({"ready": True, "schema": current})

@@ -1,0 +1,164 @@
+"""Typed tables of the suppression list, the audit trail, API keys, job runs and idempotency."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+LIST_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
+GLOBAL_LIST = "global"
+
+
+class Kind(str, enum.Enum):
+    """What a suppression row matches."""
+
+    address = "address"
+    domain = "domain"
+
+
+class Reason(str, enum.Enum):
+    """Why someone is suppressed (DESIGN §4)."""
+
+    unsubscribe = "unsubscribe"
+    objection = "objection"
+    consent_withdrawn = "consent_withdrawn"
+    complaint = "complaint"
+    hard_bounce = "hard_bounce"
+    soft_bounce = "soft_bounce"
+    manual = "manual"
+    erasure = "erasure"
+
+
+class Role(str, enum.Enum):
+    """What an API key may do; each role includes the ones before it."""
+
+    mailer = "mailer"
+    recorder = "recorder"
+    admin = "admin"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored by value as plain strings: readable in SQL, no native ENUM type to migrate.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Suppression(Base):
+    __tablename__ = "suppression"
+    __table_args__ = (
+        UniqueConstraint("digest", "kind", "list", name="uq_suppression_digest_kind_list"),
+        Index("ix_suppression_expires_at", "expires_at"),
+        Index("ix_suppression_key_id", "key_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[bytes] = mapped_column(
+        LargeBinary(32), comment="HMAC-SHA256 of the n1-normalized address or domain"
+    )
+    key_id: Mapped[str] = mapped_column(String(16), comment="id of the pepper that keyed digest")
+    scheme: Mapped[str] = mapped_column(String(8), default="n1", comment="normalization scheme")
+    kind: Mapped[Kind] = mapped_column(_enum(Kind, "kind"))
+    list: Mapped[str] = mapped_column(String(64), comment="list name; 'global' applies to all")
+    reason: Mapped[Reason] = mapped_column(_enum(Reason, "reason"))
+    source: Mapped[str] = mapped_column(String(128), comment="where the opt-out came from")
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, comment="UTC; only temporary (bounce) suppressions expire"
+    )
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    action: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True, index=True)
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    list: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    actor: Mapped[str] = mapped_column(String(128), comment="api:<key name>, cli:<user>, job:<name>")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, comment="structured facts; never PII")
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(
+        LargeBinary(32), unique=True, comment="SHA-256(prev_hash + canonical event)"
+    )
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    token_hash: Mapped[str] = mapped_column(
+        String(64), unique=True, comment="SHA-256 hex of the bearer token; the token is not kept"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, comment="UTC; updated at most once a minute"
+    )
+
+
+class JobRun(Base):
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job", "run_key", name="uq_job_run_job_run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    run_key: Mapped[str] = mapped_column(
+        String(64), comment="local date (hour for expire) or manual:<timestamp>"
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), comment="running|ok|failed|stale")
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_key"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True
+    )
+    request_hash: Mapped[str] = mapped_column(String(64), comment="SHA-256 of method, path, body")
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text, comment="the stored JSON response body")
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True, comment="UTC")

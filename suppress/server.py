@@ -1,0 +1,39 @@
+"""The production WSGI server behind `suppress serve`: gunicorn, configured in code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]):
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Each worker builds its own app, so no database connection crosses a fork.
+        from . import create_app
+
+        return create_app()
+
+
+def run(*, host: str, port: int, workers: int, timeout: int) -> None:
+    """Serve until SIGTERM (gunicorn's graceful shutdown)."""
+    _Gunicorn(
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "timeout": timeout,
+            "graceful_timeout": 30,
+            "accesslog": "-",
+            "errorlog": "-",
+            "worker_tmp_dir": "/dev/shm",
+            "proc_name": "suppress",
+        }
+    ).run()

@@ -1,0 +1,114 @@
+"""Shared fixtures: a db_url over SQLite and PostgreSQL, the app, client, runner and API keys."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine, text
+
+from suppress import create_app
+from suppress.apikeys import Role
+from suppress.runtime import Runtime
+
+TEST_PEPPER = "t1:" + base64.b64encode(b"pepper-for-tests-only-0123456789").decode()
+OLD_PEPPER = "t0:" + base64.b64encode(b"an-older-pepper-for-tests-000000").decode()
+TOKEN_SECRET = "token-secret-for-tests"
+POSTGRES_URL = os.environ.get("SUPPRESS_TEST_POSTGRES_URL", "")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_or_skip() -> str:
+    """The PostgreSQL test server URL; skip loudly locally, fail in CI."""
+    if POSTGRES_URL:
+        return POSTGRES_URL
+    reason = "SUPPRESS_TEST_POSTGRES_URL is not set: PostgreSQL tests NOT RUN"
+    if IN_CI:
+        pytest.fail(reason + " (CI=true requires them)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'suppress.db'}"
+        return
+    base = postgres_or_skip()
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def settings(db_url: str, tmp_path: Path, peppers: str = TEST_PEPPER, **extra: Any) -> dict[str, Any]:
+    """Configuration overrides for a test instance."""
+    return {
+        "database": {"url": db_url},
+        "peppers": peppers,
+        "token_secrets": TOKEN_SECRET,
+        "instance_dir": str(tmp_path / "instance"),
+        "base_url": "https://suppress.example.com",
+        **extra,
+    }
+
+
+@pytest.fixture
+def overrides(db_url: str, tmp_path: Path) -> dict[str, Any]:
+    return settings(db_url, tmp_path)
+
+
+@pytest.fixture
+def app(overrides: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app(overrides)
+    rt: Runtime = app.extensions["suppress"]
+    rt.db.upgrade()
+    app.config["TESTING"] = True
+    yield app
+    rt.db.dispose()
+
+
+@pytest.fixture
+def rt(app: Flask) -> Runtime:
+    return app.extensions["suppress"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def tokens(rt: Runtime) -> dict[str, str]:
+    """One bearer token per role."""
+    from suppress import apikeys
+
+    out = {}
+    with rt.db.begin() as session:
+        for role in Role:
+            _key, token = apikeys.create(session, f"test-{role.value}", role, actor="test")
+            out[role.value] = token
+    return out
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
