@@ -95,7 +95,9 @@ def parse_time(value: Any, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise Unprocessable(f"{name} is not an ISO 8601 timestamp", code="invalid_request") from None
+        raise Unprocessable(
+            f"{name} is not an ISO 8601 timestamp", code="invalid_request"
+        ) from None
     if parsed.tzinfo is None:
         raise Unprocessable(f"{name} must include a time zone (e.g. Z)", code="invalid_request")
     return audit.naive_utc(parsed)
@@ -131,12 +133,18 @@ def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response
     with rt.db.begin() as session:
         if key is not None:
             key = idempotency.validate_key(key)
-            req_hash = idempotency.request_hash(request.method, request.full_path, request.get_data())
+            req_hash = idempotency.request_hash(
+                request.method, request.full_path, request.get_data()
+            )
             stored = idempotency.replay(session, principal.id, key, req_hash)
             if stored is not None:
                 status, text = stored
-                return Response(text, status=status, mimetype="application/json",
-                                headers={"Idempotent-Replayed": "true"})
+                return Response(
+                    text,
+                    status=status,
+                    mimetype="application/json",
+                    headers={"Idempotent-Replayed": "true"},
+                )
         body, status = produce(session)
         text = json.dumps(body, separators=(",", ":"))
         if key is not None:
@@ -177,10 +185,19 @@ def add_suppression() -> Any:
 
     def produce(session: Any) -> tuple[dict[str, Any], int]:
         row, created = suppressions.add(
-            session, target, list_name, reason, source=source, actor=g.principal.actor,
-            now=audit.utcnow(), expires_at=expires_at,
+            session,
+            target,
+            list_name,
+            reason,
+            source=source,
+            actor=g.principal.actor,
+            now=audit.utcnow(),
+            expires_at=expires_at,
         )
-        return {"created": created, "suppression": suppressions.describe(row)}, 201 if created else 200
+        return {
+            "created": created,
+            "suppression": suppressions.describe(row),
+        }, 201 if created else 200
 
     return idempotent(produce)
 

@@ -70,7 +70,10 @@ def create(session: Session, name: str, role: Role, *, actor: str) -> tuple[ApiK
     session.add(key)
     session.flush()
     audit.record(
-        session, "apikey_create", actor=actor, detail={"key_id": key.id, "name": name, "role": role.value}
+        session,
+        "apikey_create",
+        actor=actor,
+        detail={"key_id": key.id, "name": name, "role": role.value},
     )
     return key, token
 
@@ -87,7 +90,9 @@ def revoke(session: Session, key_id: int, *, actor: str) -> ApiKey:
         raise NotFound(f"no API key with id {key_id}")
     if key.revoked_at is None:
         key.revoked_at = audit.utcnow()
-        audit.record(session, "apikey_revoke", actor=actor, detail={"key_id": key.id, "name": key.name})
+        audit.record(
+            session, "apikey_revoke", actor=actor, detail={"key_id": key.id, "name": key.name}
+        )
     return key
 
 

@@ -132,7 +132,10 @@ def verify(session: Session, *, batch: int = 5000) -> Verification:
         for event in rows:
             if event.prev_hash != prev:
                 return Verification(
-                    False, count, prev, event.id,
+                    False,
+                    count,
+                    prev,
+                    event.id,
                     "prev_hash does not match the previous event: an event was deleted, "
                     "inserted or reordered before this one",
                 )

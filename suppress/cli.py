@@ -76,7 +76,9 @@ def init() -> None:
     rt.db.upgrade()
     with rt.db.begin() as session:
         if apikeys.list_keys(session):
-            click.echo("database ready; API keys already exist (see 'suppress keys list')", err=True)
+            click.echo(
+                "database ready; API keys already exist (see 'suppress keys list')", err=True
+            )
             return
         _key, token = apikeys.create(session, "admin", apikeys.Role.admin, actor=actor())
     click.echo("created the first admin API key; it is shown once, store it now:", err=True)
@@ -128,7 +130,10 @@ def keys_create(name: str, role: str) -> None:
     """Create a key; the token is printed alone on the last line (shown once)."""
     with runtime().db.begin() as session:
         key, token = apikeys.create(session, name, apikeys.parse_role(role), actor=actor())
-        click.echo(f"created API key {key.id} ({key.name}, role {key.role.value}); the token follows", err=True)
+        click.echo(
+            f"created API key {key.id} ({key.name}, role {key.role.value}); the token follows",
+            err=True,
+        )
     click.echo(token)
 
 
@@ -171,25 +176,43 @@ def _expiry(value: datetime | None) -> datetime | None:
 @main.command()
 @click.argument("email", required=False)
 @click.option("--domain", help="Suppress a whole domain (and its subdomains) instead.")
-@click.option("--list", "list_name", required=True, help="List name, or 'global' for all marketing.")
+@click.option(
+    "--list", "list_name", required=True, help="List name, or 'global' for all marketing."
+)
 @click.option("--reason", required=True, type=click.Choice([r.value for r in Reason]))
 @click.option("--source", default="cli", show_default=True)
-@click.option("--expires-at", type=click.DateTime(), help="Bounces only: when the suppression lapses.")
+@click.option(
+    "--expires-at", type=click.DateTime(), help="Bounces only: when the suppression lapses."
+)
 @handled
-def add(email: str | None, domain: str | None, list_name: str, reason: str, source: str,
-        expires_at: datetime | None) -> None:
+def add(
+    email: str | None,
+    domain: str | None,
+    list_name: str,
+    reason: str,
+    source: str,
+    expires_at: datetime | None,
+) -> None:
     """Suppress an address or domain on a list (idempotent)."""
     target = _target(email, domain)
     list_name = suppressions.validate_list(list_name)
     source = suppressions.validate_text("source", source)
     with runtime().db.begin() as session:
         row, created = suppressions.add(
-            session, target, list_name, suppressions.parse_reason(reason), source=source,
-            actor=actor(), now=audit.utcnow(), expires_at=_expiry(expires_at),
+            session,
+            target,
+            list_name,
+            suppressions.parse_reason(reason),
+            source=source,
+            actor=actor(),
+            now=audit.utcnow(),
+            expires_at=_expiry(expires_at),
         )
         described = suppressions.describe(row)
-    click.echo(("added" if created else "already suppressed") + f": {target.kind} on {list_name} "
-               f"({described['reason']}, digest {described['digest'][:8]})")
+    click.echo(
+        ("added" if created else "already suppressed") + f": {target.kind} on {list_name} "
+        f"({described['reason']}, digest {described['digest'][:8]})"
+    )
 
 
 @main.command()
@@ -199,15 +222,18 @@ def add(email: str | None, domain: str | None, list_name: str, reason: str, sour
 @click.option("--reason", required=True, help="Why, e.g. resubscribed.")
 @click.option("--evidence", required=True, help="Reference to the new consent, e.g. a form id.")
 @handled
-def remove(email: str | None, domain: str | None, list_name: str, reason: str, evidence: str) -> None:
+def remove(
+    email: str | None, domain: str | None, list_name: str, reason: str, evidence: str
+) -> None:
     """Lift a suppression; needs a reason and evidence of new consent."""
     target = _target(email, domain)
     list_name = suppressions.validate_list(list_name)
     reason = suppressions.validate_text("reason", reason)
     evidence = suppressions.validate_text("evidence", evidence)
     with runtime().db.begin() as session:
-        removed = suppressions.remove(session, target, list_name, reason=reason,
-                                      evidence=evidence, actor=actor())
+        removed = suppressions.remove(
+            session, target, list_name, reason=reason, evidence=evidence, actor=actor()
+        )
     click.echo(f"removed {removed} suppression(s) from {list_name}")
 
 
@@ -227,11 +253,22 @@ def check(email: str, list_name: str, as_json: bool) -> None:
         with rt.db.begin() as session:
             suppressions.rekey(session, verdict.stale, rt.ring.active_id, actor=actor())
     if as_json:
-        click.echo(json.dumps({"list": list_name, "allowed": verdict.allowed,
-                               "suppressions": [h.to_dict() for h in verdict.hits]}))
+        click.echo(
+            json.dumps(
+                {
+                    "list": list_name,
+                    "allowed": verdict.allowed,
+                    "suppressions": [h.to_dict() for h in verdict.hits],
+                }
+            )
+        )
     elif verdict.allowed:
         click.echo(f"allowed on {list_name}")
     else:
         why = ", ".join(f"{h.reason} ({h.kind}, {h.scope})" for h in verdict.hits)
         click.echo(f"suppressed on {list_name}: {why}")
     sys.exit(0 if verdict.allowed else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -126,7 +126,7 @@ def _read_secrets(path: Path) -> dict[str, Any]:
 
 
 def generate_secrets(path: Path) -> bool:
-    """Create the secrets file (mode 0600) with a fresh pepper and token secret; False if present."""
+    """Create the 0600 secrets file with a fresh pepper and token secret; False if present."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pepper = base64.b64encode(secrets.token_bytes(32)).decode()
     key_id = "k" + date.today().strftime("%Y%m%d")
@@ -163,12 +163,14 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     peppers = parse_peppers(pepper_text)
     if not peppers:
         raise ConfigError(
-            f"no pepper configured: set SUPPRESS_PEPPERS or run 'suppress init' to create {secrets_file}"
+            "no pepper configured: set SUPPRESS_PEPPERS or run 'suppress init' "
+            f"to create {secrets_file}"
         )
     token_secrets = tuple(s.strip() for s in token_text.split(",") if s.strip())
     if not token_secrets:
         raise ConfigError(
-            f"no token secret configured: set SUPPRESS_TOKEN_SECRETS or run 'suppress init' to create {secrets_file}"
+            "no token secret configured: set SUPPRESS_TOKEN_SECRETS or run 'suppress init' "
+            f"to create {secrets_file}"
         )
 
     database = settings["database"]

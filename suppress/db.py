@@ -61,7 +61,7 @@ class Database:
             )
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             event.listen(self.engine, "begin", _sqlite_begin)
-            write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -83,7 +83,8 @@ class Database:
         except (DBAPIError, SQLAlchemyError) as exc:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 self.engine.dispose()
-            raise Unavailable(f"database unavailable: {type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__}") from exc
+            cause = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise Unavailable(f"database unavailable: {type(cause).__name__}") from exc
 
     def dispose(self) -> None:
         """Close pooled connections (after fork, at shutdown, in tests)."""

@@ -25,8 +25,12 @@ def readyz() -> Any:
     except SuppressError as exc:
         return jsonify({"ready": False, **exc.to_dict()}), 503
     except Exception as exc:  # any failure means "not ready", never a crash page
-        return jsonify({"ready": False, "error": {"code": "unavailable", "message": type(exc).__name__}}), 503
+        return jsonify(
+            {"ready": False, "error": {"code": "unavailable", "message": type(exc).__name__}}
+        ), 503
     if current != head:
-        message = f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
+        message = (
+            f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
+        )
         return jsonify({"ready": False, "error": {"code": "unavailable", "message": message}}), 503
     return jsonify({"ready": True, "schema": current})

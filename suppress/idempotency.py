@@ -41,12 +41,18 @@ def replay(session: Session, api_key_id: int, key: str, req_hash: str) -> tuple[
     return row.status, row.response
 
 
-def store(session: Session, api_key_id: int, key: str, req_hash: str, status: int, body: str) -> None:
+def store(
+    session: Session, api_key_id: int, key: str, req_hash: str, status: int, body: str
+) -> None:
     """Remember a response in the same transaction as the change it reports."""
     session.add(
         IdempotencyKey(
-            key=key, api_key_id=api_key_id, request_hash=req_hash, status=status,
-            response=body, created_at=audit.utcnow(),
+            key=key,
+            api_key_id=api_key_id,
+            request_hash=req_hash,
+            status=status,
+            response=body,
+            created_at=audit.utcnow(),
         )
     )
     session.flush()
@@ -57,5 +63,3 @@ def purge(session: Session, older_than_hours: int) -> int:
     cutoff = audit.utcnow() - timedelta(hours=older_than_hours)
     result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
-
-

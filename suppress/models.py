@@ -32,14 +32,14 @@ LIST_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
 GLOBAL_LIST = "global"
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """What a suppression row matches."""
 
     address = "address"
     domain = "domain"
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Why someone is suppressed (DESIGN §4)."""
 
     unsubscribe = "unsubscribe"
@@ -52,7 +52,7 @@ class Reason(str, enum.Enum):
     erasure = "erasure"
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """What an API key may do; each role includes the ones before it."""
 
     mailer = "mailer"
@@ -111,7 +111,9 @@ class AuditEvent(Base):
     list: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     source: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    actor: Mapped[str] = mapped_column(String(128), comment="api:<key name>, cli:<user>, job:<name>")
+    actor: Mapped[str] = mapped_column(
+        String(128), comment="api:<key name>, cli:<user>, job:<name>"
+    )
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, comment="structured facts; never PII")
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(

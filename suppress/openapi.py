@@ -5,15 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 ERROR_CODES = [
-    "invalid_request", "invalid_email", "invalid_list", "invalid_reason", "unauthorized",
-    "forbidden", "not_found", "method_not_allowed", "payload_too_large",
-    "unsupported_media_type", "idempotency_key_reused", "rate_limited", "unavailable",
+    "invalid_request",
+    "invalid_email",
+    "invalid_list",
+    "invalid_reason",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "payload_too_large",
+    "unsupported_media_type",
+    "idempotency_key_reused",
+    "rate_limited",
+    "unavailable",
     "internal_error",
 ]
 LIST_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
 REASONS = [
-    "unsubscribe", "objection", "consent_withdrawn", "complaint", "hard_bounce",
-    "soft_bounce", "manual", "erasure",
+    "unsubscribe",
+    "objection",
+    "consent_withdrawn",
+    "complaint",
+    "hard_bounce",
+    "soft_bounce",
+    "manual",
+    "erasure",
 ]
 
 
@@ -31,8 +47,12 @@ def _error(description: str) -> dict[str, Any]:
 
 def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
     text = {
-        400: "Malformed request", 401: "Missing or unknown API key", 403: "Role too low",
-        404: "Nothing matched", 413: "Body too large", 422: "Invalid input",
+        400: "Malformed request",
+        401: "Missing or unknown API key",
+        403: "Role too low",
+        404: "Nothing matched",
+        413: "Body too large",
+        422: "Invalid input",
         503: "Database unavailable: nothing was decided",
     }
     out = dict(ok)
@@ -41,8 +61,13 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
     return out
 
 
-def _op(summary: str, role: str | None, body: dict[str, Any] | None, responses: dict[str, Any],
-        **extra: Any) -> dict[str, Any]:
+def _op(
+    summary: str,
+    role: str | None,
+    body: dict[str, Any] | None,
+    responses: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
     if role is None:
         op["security"] = []
@@ -53,7 +78,7 @@ def _op(summary: str, role: str | None, body: dict[str, Any] | None, responses: 
     return op
 
 
-TARGET = {
+TARGET: dict[str, Any] = {
     "type": "object",
     "properties": {
         "email": {"type": "string", "maxLength": 512},
@@ -63,7 +88,9 @@ TARGET = {
     "required": ["list"],
 }
 IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "A retry with the same key replays the first response; another body is 422.",
 }
@@ -85,38 +112,76 @@ def spec(base_url: str) -> dict[str, Any]:
         "paths": {
             "/v1/check": {
                 "post": _op(
-                    "May direct marketing on this list go to this address?", "mailer",
-                    {"type": "object", "properties": {"email": {"type": "string"}, "list": LIST_NAME},
-                     "required": ["email", "list"]},
-                    _responses({"200": {"description": "Verdict", **_json(_ref("Verdict"))}}, *auth_errors),
+                    "May direct marketing on this list go to this address?",
+                    "mailer",
+                    {
+                        "type": "object",
+                        "properties": {"email": {"type": "string"}, "list": LIST_NAME},
+                        "required": ["email", "list"],
+                    },
+                    _responses(
+                        {"200": {"description": "Verdict", **_json(_ref("Verdict"))}}, *auth_errors
+                    ),
                 )
             },
             "/v1/suppressions": {
                 "post": _op(
-                    "Suppress an address or a domain on a list (idempotent)", "recorder",
-                    {**TARGET, "properties": {
-                        **TARGET["properties"],
-                        "reason": {"type": "string", "enum": REASONS},
-                        "source": {"type": "string", "maxLength": 128},
-                        "expires_at": {"type": "string", "format": "date-time",
-                                       "description": "Only for hard_bounce and soft_bounce."},
-                    }, "required": ["list", "reason"]},
-                    _responses({
-                        "201": {"description": "Created", **_json(_ref("AddResult"))},
-                        "200": {"description": "Already suppressed", **_json(_ref("AddResult"))},
-                    }, *auth_errors),
+                    "Suppress an address or a domain on a list (idempotent)",
+                    "recorder",
+                    {
+                        **TARGET,
+                        "properties": {
+                            **TARGET["properties"],
+                            "reason": {"type": "string", "enum": REASONS},
+                            "source": {"type": "string", "maxLength": 128},
+                            "expires_at": {
+                                "type": "string",
+                                "format": "date-time",
+                                "description": "Only for hard_bounce and soft_bounce.",
+                            },
+                        },
+                        "required": ["list", "reason"],
+                    },
+                    _responses(
+                        {
+                            "201": {"description": "Created", **_json(_ref("AddResult"))},
+                            "200": {
+                                "description": "Already suppressed",
+                                **_json(_ref("AddResult")),
+                            },
+                        },
+                        *auth_errors,
+                    ),
                     parameters=[IDEMPOTENCY_KEY],
                 ),
                 "delete": _op(
-                    "Lift a suppression, with a reason and evidence of new consent", "admin",
-                    {**TARGET, "properties": {
-                        **TARGET["properties"],
-                        "reason": {"type": "string", "minLength": 1, "maxLength": 128},
-                        "evidence": {"type": "string", "minLength": 1, "maxLength": 128},
-                    }, "required": ["list", "reason", "evidence"]},
-                    _responses({"200": {"description": "Removed", **_json({
-                        "type": "object", "properties": {"removed": {"type": "integer"}},
-                        "required": ["removed"]})}}, *auth_errors, 404),
+                    "Lift a suppression, with a reason and evidence of new consent",
+                    "admin",
+                    {
+                        **TARGET,
+                        "properties": {
+                            **TARGET["properties"],
+                            "reason": {"type": "string", "minLength": 1, "maxLength": 128},
+                            "evidence": {"type": "string", "minLength": 1, "maxLength": 128},
+                        },
+                        "required": ["list", "reason", "evidence"],
+                    },
+                    _responses(
+                        {
+                            "200": {
+                                "description": "Removed",
+                                **_json(
+                                    {
+                                        "type": "object",
+                                        "properties": {"removed": {"type": "integer"}},
+                                        "required": ["removed"],
+                                    }
+                                ),
+                            }
+                        },
+                        *auth_errors,
+                        404,
+                    ),
                 ),
             },
             "/v1/openapi.json": {
@@ -126,8 +191,12 @@ def spec(base_url: str) -> dict[str, Any]:
                 "get": _op("Liveness", None, None, {"200": {"description": "The process is up"}})
             },
             "/readyz": {
-                "get": _op("Readiness: database reachable and schema current", None, None, {
-                    "200": {"description": "Ready"}, "503": {"description": "Not ready"}})
+                "get": _op(
+                    "Readiness: database reachable and schema current",
+                    None,
+                    None,
+                    {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+                )
             },
         },
         "components": {
@@ -135,18 +204,25 @@ def spec(base_url: str) -> dict[str, Any]:
             "schemas": {
                 "Error": {
                     "type": "object",
-                    "properties": {"error": {
-                        "type": "object",
-                        "properties": {"code": {"type": "string", "enum": ERROR_CODES},
-                                       "message": {"type": "string"}},
-                        "required": ["code", "message"],
-                    }},
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string", "enum": ERROR_CODES},
+                                "message": {"type": "string"},
+                            },
+                            "required": ["code", "message"],
+                        }
+                    },
                     "required": ["error"],
                 },
                 "Hit": {
                     "type": "object",
                     "properties": {
-                        "scope": {"type": "string", "description": "The list of the suppression; 'global' covers all."},
+                        "scope": {
+                            "type": "string",
+                            "description": "The list of the suppression; 'global' covers all.",
+                        },
                         "kind": {"type": "string", "enum": ["address", "domain"]},
                         "reason": {"type": "string", "enum": REASONS},
                         "since": {"type": "string", "format": "date-time"},
@@ -156,7 +232,8 @@ def spec(base_url: str) -> dict[str, Any]:
                 "Verdict": {
                     "type": "object",
                     "properties": {
-                        "email": {"type": "string"}, "list": LIST_NAME,
+                        "email": {"type": "string"},
+                        "list": LIST_NAME,
                         "allowed": {"type": "boolean"},
                         "suppressions": {"type": "array", "items": _ref("Hit")},
                     },
@@ -165,10 +242,13 @@ def spec(base_url: str) -> dict[str, Any]:
                 "Suppression": {
                     "type": "object",
                     "properties": {
-                        "id": {"type": "integer"}, "digest": {"type": "string"},
-                        "key_id": {"type": "string"}, "scheme": {"type": "string"},
+                        "id": {"type": "integer"},
+                        "digest": {"type": "string"},
+                        "key_id": {"type": "string"},
+                        "scheme": {"type": "string"},
                         "kind": {"type": "string", "enum": ["address", "domain"]},
-                        "list": LIST_NAME, "reason": {"type": "string", "enum": REASONS},
+                        "list": LIST_NAME,
+                        "reason": {"type": "string", "enum": REASONS},
                         "source": {"type": "string"},
                         "created_at": {"type": "string", "format": "date-time"},
                         "expires_at": {"type": ["string", "null"], "format": "date-time"},
@@ -177,7 +257,10 @@ def spec(base_url: str) -> dict[str, Any]:
                 },
                 "AddResult": {
                     "type": "object",
-                    "properties": {"created": {"type": "boolean"}, "suppression": _ref("Suppression")},
+                    "properties": {
+                        "created": {"type": "boolean"},
+                        "suppression": _ref("Suppression"),
+                    },
                     "required": ["created", "suppression"],
                 },
             },

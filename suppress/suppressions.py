@@ -115,7 +115,9 @@ def check(session: Session, target: Target, list_name: str, *, now: datetime) ->
     )
 
 
-def rekey(session: Session, stale: tuple[tuple[int, bytes], ...], active_key_id: str, *, actor: str) -> int:
+def rekey(
+    session: Session, stale: tuple[tuple[int, bytes], ...], active_key_id: str, *, actor: str
+) -> int:
     """Move rows found under an old pepper to the active one (lazy re-keying, DESIGN §3)."""
     audit.lock(session)
     moved = 0
@@ -125,7 +127,9 @@ def rekey(session: Session, stale: tuple[tuple[int, bytes], ...], active_key_id:
             continue  # another instance re-keyed it first
         twin = session.scalars(
             select(Suppression).where(
-                Suppression.digest == digest, Suppression.kind == row.kind, Suppression.list == row.list
+                Suppression.digest == digest,
+                Suppression.kind == row.kind,
+                Suppression.list == row.list,
             )
         ).one_or_none()
         old_key = row.key_id
@@ -134,7 +138,12 @@ def rekey(session: Session, stale: tuple[tuple[int, bytes], ...], active_key_id:
         else:
             row.digest, row.key_id = digest, active_key_id
         audit.record(
-            session, "rekey", actor=actor, digest=digest, kind=row.kind.value, list=row.list,
+            session,
+            "rekey",
+            actor=actor,
+            digest=digest,
+            kind=row.kind.value,
+            list=row.list,
             detail={"from_key": old_key, "to_key": active_key_id},
         )
         moved += 1
@@ -179,16 +188,29 @@ def add(
     audit.lock(session)
     digest = target.active
     row = _find(session, target, list_name)
-    fields = dict(kind=target.kind, list=list_name, reason=reason.value, source=source)
+    fields: dict[str, Any] = dict(
+        kind=target.kind, list=list_name, reason=reason.value, source=source
+    )
     if row is None:
         row = Suppression(
-            digest=digest.value, key_id=digest.key_id, scheme=SCHEME, kind=Kind(target.kind),
-            list=list_name, reason=reason, source=source, created_at=now, expires_at=expires_at,
+            digest=digest.value,
+            key_id=digest.key_id,
+            scheme=SCHEME,
+            kind=Kind(target.kind),
+            list=list_name,
+            reason=reason,
+            source=source,
+            created_at=now,
+            expires_at=expires_at,
         )
         session.add(row)
         session.flush()
         audit.record(
-            session, "add", actor=actor, digest=digest.value, **fields,
+            session,
+            "add",
+            actor=actor,
+            digest=digest.value,
+            **fields,
             detail={"expires_at": expires_at.isoformat() if expires_at else None},
         )
         return row, True
@@ -196,14 +218,21 @@ def add(
         rekey(session, ((row.id, digest.value),), digest.key_id, actor=actor)
     expired = row.expires_at is not None and row.expires_at <= now
     if expired or (row.expires_at is not None and expires_at is None):
-        previous = {"reason": row.reason.value, "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+        previous = {
+            "reason": row.reason.value,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        }
         row.reason, row.source, row.expires_at = reason, source, expires_at
         if expired:
             row.created_at = now
         session.flush()
         audit.record(
-            session, "renew" if expired else "make_permanent", actor=actor,
-            digest=digest.value, **fields, detail={"previous": previous},
+            session,
+            "renew" if expired else "make_permanent",
+            actor=actor,
+            digest=digest.value,
+            **fields,
+            detail={"previous": previous},
         )
         return row, expired
     return row, False
@@ -231,8 +260,14 @@ def remove(
         raise NotFound(f"no {target.kind} suppression on list {list_name!r} matches")
     for row in rows:
         audit.record(
-            session, "remove", actor=actor, digest=row.digest, kind=row.kind.value, list=row.list,
-            reason=row.reason.value, source=row.source,
+            session,
+            "remove",
+            actor=actor,
+            digest=row.digest,
+            kind=row.kind.value,
+            list=row.list,
+            reason=row.reason.value,
+            source=row.source,
             detail={"removal_reason": reason, "evidence": evidence, "key_id": row.key_id},
         )
     session.execute(delete(Suppression).where(Suppression.id.in_([r.id for r in rows])))
@@ -251,5 +286,7 @@ def describe(row: Suppression) -> dict[str, Any]:
         "reason": row.reason.value,
         "source": row.source,
         "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
-        "expires_at": row.expires_at.isoformat(timespec="seconds") + "Z" if row.expires_at else None,
+        "expires_at": row.expires_at.isoformat(timespec="seconds") + "Z"
+        if row.expires_at
+        else None,
     }

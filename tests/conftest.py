@@ -55,7 +55,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def settings(db_url: str, tmp_path: Path, peppers: str = TEST_PEPPER, **extra: Any) -> dict[str, Any]:
+def settings(
+    db_url: str, tmp_path: Path, peppers: str = TEST_PEPPER, **extra: Any
+) -> dict[str, Any]:
     """Configuration overrides for a test instance."""
     return {
         "database": {"url": db_url},
@@ -112,3 +114,107 @@ def tokens(rt: Runtime) -> dict[str, str]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """`suppress serve` as a real subprocess on a free port (gunicorn, real HTTP)."""
+
+    def __init__(
+        self,
+        db_url: str,
+        tmp_path: Path,
+        peppers: str = TEST_PEPPER,
+        workers: int = 2,
+        extra_env: dict[str, str] | None = None,
+    ):
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "SUPPRESS_DATABASE_URL": db_url,
+            "SUPPRESS_PEPPERS": peppers,
+            "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET,
+            "SUPPRESS_BASE_URL": self.url,
+            "SUPPRESS_INSTANCE_DIR": str(tmp_path / "instance"),
+            **(extra_env or {}),
+        }
+        self.env.pop("SUPPRESS_CONFIG", None)
+        suppress = [sys.executable, "-m", "suppress.cli"]
+        subprocess.run([*suppress, "db", "upgrade"], env=self.env, check=True, capture_output=True)
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                *suppress,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+    def cli(self, *args: str) -> Any:
+        """Run a `suppress` CLI command against the same database."""
+        import subprocess
+        import sys
+
+        return subprocess.run(
+            [sys.executable, "-m", "suppress.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready in {timeout}s: {self.log_path.read_text()}")
+
+    def stop(self) -> int:
+        """SIGTERM and wait: gunicorn shuts down gracefully."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(db_url, tmp_path)
+    yield server
+    server.stop()

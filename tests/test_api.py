@@ -15,7 +15,9 @@ from .conftest import bearer
 
 
 def check(client: FlaskClient, token: str, email: str, list_name: str = "news") -> dict[str, Any]:
-    response = client.post("/v1/check", json={"email": email, "list": list_name}, headers=bearer(token))
+    response = client.post(
+        "/v1/check", json={"email": email, "list": list_name}, headers=bearer(token)
+    )
     assert response.status_code == 200, response.get_json()
     return response.get_json()  # type: ignore[no-any-return]
 
@@ -26,12 +28,24 @@ def add(client: FlaskClient, token: str, **body: Any) -> Any:
 
 def test_unknown_address_is_allowed(client: FlaskClient, tokens: dict[str, str]) -> None:
     body = check(client, tokens["mailer"], "Nobody@Example.se")
-    assert body == {"email": "Nobody@Example.se", "list": "news", "allowed": True, "suppressions": []}
+    assert body == {
+        "email": "Nobody@Example.se",
+        "list": "news",
+        "allowed": True,
+        "suppressions": [],
+    }
 
 
-def test_opt_out_is_effective_for_the_next_check(client: FlaskClient, tokens: dict[str, str]) -> None:
-    response = add(client, tokens["recorder"], email="Anna.Berg+x@Example.SE", list="news",
-                   reason="unsubscribe")
+def test_opt_out_is_effective_for_the_next_check(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    response = add(
+        client,
+        tokens["recorder"],
+        email="Anna.Berg+x@Example.SE",
+        list="news",
+        reason="unsubscribe",
+    )
     assert response.status_code == 201
     created = response.get_json()
     assert created["created"] is True
@@ -46,16 +60,22 @@ def test_opt_out_is_effective_for_the_next_check(client: FlaskClient, tokens: di
     assert check(client, tokens["mailer"], "anna.berg@example.se", "other")["allowed"] is True
 
 
-def test_adding_twice_is_idempotent(client: FlaskClient, tokens: dict[str, str], rt: Runtime) -> None:
+def test_adding_twice_is_idempotent(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
     first = add(client, tokens["recorder"], email="a@example.se", list="news", reason="unsubscribe")
-    second = add(client, tokens["recorder"], email="A@EXAMPLE.SE", list="news", reason="unsubscribe")
+    second = add(
+        client, tokens["recorder"], email="A@EXAMPLE.SE", list="news", reason="unsubscribe"
+    )
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.get_json()["created"] is False
     with rt.db.begin(write=False) as session:
         assert session.scalar(select(func.count()).select_from(Suppression)) == 1
 
 
-def test_global_suppression_applies_to_every_list(client: FlaskClient, tokens: dict[str, str]) -> None:
+def test_global_suppression_applies_to_every_list(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
     add(client, tokens["recorder"], email="a@example.se", list="global", reason="objection")
     for list_name in ("news", "offers", "global"):
         body = check(client, tokens["mailer"], "a@example.se", list_name)
@@ -63,8 +83,15 @@ def test_global_suppression_applies_to_every_list(client: FlaskClient, tokens: d
         assert body["suppressions"][0]["scope"] == "global"
 
 
-def test_domain_suppression_matches_domain_and_subdomains(client: FlaskClient, tokens: dict[str, str]) -> None:
-    assert add(client, tokens["recorder"], domain="Example.ORG", list="news", reason="manual").status_code == 201
+def test_domain_suppression_matches_domain_and_subdomains(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    assert (
+        add(
+            client, tokens["recorder"], domain="Example.ORG", list="news", reason="manual"
+        ).status_code
+        == 201
+    )
     assert check(client, tokens["mailer"], "x@example.org")["allowed"] is False
     hit = check(client, tokens["mailer"], "y@mail.sub.example.org")
     assert hit["allowed"] is False and hit["suppressions"][0]["kind"] == "domain"
@@ -75,8 +102,14 @@ def test_domain_suppression_matches_domain_and_subdomains(client: FlaskClient, t
 def test_temporary_bounce_expires_and_unsubscribe_makes_it_permanent(
     client: FlaskClient, tokens: dict[str, str], rt: Runtime
 ) -> None:
-    response = add(client, tokens["recorder"], email="b@example.se", list="news",
-                   reason="soft_bounce", expires_at="2999-01-01T00:00:00Z")
+    response = add(
+        client,
+        tokens["recorder"],
+        email="b@example.se",
+        list="news",
+        reason="soft_bounce",
+        expires_at="2999-01-01T00:00:00Z",
+    )
     assert response.status_code == 201
     assert response.get_json()["suppression"]["expires_at"] == "2999-01-01T00:00:00Z"
     assert check(client, tokens["mailer"], "b@example.se")["allowed"] is False
@@ -89,9 +122,17 @@ def test_temporary_bounce_expires_and_unsubscribe_makes_it_permanent(
     assert actions[-2:] == ["add", "make_permanent"]
 
 
-def test_expired_suppression_no_longer_applies(client: FlaskClient, tokens: dict[str, str], rt: Runtime) -> None:
-    add(client, tokens["recorder"], email="c@example.se", list="news", reason="soft_bounce",
-        expires_at="2999-01-01T00:00:00Z")
+def test_expired_suppression_no_longer_applies(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
+    add(
+        client,
+        tokens["recorder"],
+        email="c@example.se",
+        list="news",
+        reason="soft_bounce",
+        expires_at="2999-01-01T00:00:00Z",
+    )
     from datetime import datetime
 
     with rt.db.begin() as session:
@@ -103,13 +144,53 @@ def test_expired_suppression_no_longer_applies(client: FlaskClient, tokens: dict
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"email": "a@example.se", "list": "news", "reason": "unsubscribe", "expires_at": "2999-01-01T00:00:00Z"}, 422, "invalid_request"),
-        ({"email": "a@example.se", "list": "news", "reason": "soft_bounce", "expires_at": "2000-01-01T00:00:00Z"}, 422, "invalid_request"),
-        ({"email": "a@example.se", "list": "news", "reason": "soft_bounce", "expires_at": "tomorrow"}, 422, "invalid_request"),
+        (
+            {
+                "email": "a@example.se",
+                "list": "news",
+                "reason": "unsubscribe",
+                "expires_at": "2999-01-01T00:00:00Z",
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            {
+                "email": "a@example.se",
+                "list": "news",
+                "reason": "soft_bounce",
+                "expires_at": "2000-01-01T00:00:00Z",
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            {
+                "email": "a@example.se",
+                "list": "news",
+                "reason": "soft_bounce",
+                "expires_at": "tomorrow",
+            },
+            422,
+            "invalid_request",
+        ),
         ({"email": "a@example.se", "list": "news", "reason": "bored"}, 422, "invalid_reason"),
         ({"email": "a@example.se", "list": "News!", "reason": "manual"}, 422, "invalid_list"),
-        ({"email": "a@example.se", "list": "news", "reason": "manual", "source": "from b@example.se"}, 400, "invalid_request"),
-        ({"email": "a@example.se", "domain": "example.se", "list": "news", "reason": "manual"}, 400, "invalid_request"),
+        (
+            {
+                "email": "a@example.se",
+                "list": "news",
+                "reason": "manual",
+                "source": "from b@example.se",
+            },
+            400,
+            "invalid_request",
+        ),
+        (
+            {"email": "a@example.se", "domain": "example.se", "list": "news", "reason": "manual"},
+            400,
+            "invalid_request",
+        ),
         ({"list": "news", "reason": "manual"}, 400, "invalid_request"),
         ({"email": "not an address", "list": "news", "reason": "manual"}, 422, "invalid_email"),
         ({"email": 42, "list": "news", "reason": "manual"}, 400, "invalid_request"),
@@ -117,7 +198,12 @@ def test_expired_suppression_no_longer_applies(client: FlaskClient, tokens: dict
     ],
 )
 def test_add_rejects_bad_input_with_the_error_envelope(
-    client: FlaskClient, tokens: dict[str, str], rt: Runtime, body: dict[str, Any], status: int, code: str
+    client: FlaskClient,
+    tokens: dict[str, str],
+    rt: Runtime,
+    body: dict[str, Any],
+    status: int,
+    code: str,
 ) -> None:
     response = add(client, tokens["recorder"], **body)
     assert response.status_code == status
@@ -135,25 +221,38 @@ def test_add_rejects_bad_input_with_the_error_envelope(
         ("email=a@example.se", "application/x-www-form-urlencoded", "invalid_request"),
     ],
 )
-def test_check_rejects_malformed_bodies(client: FlaskClient, tokens: dict[str, str], data: str,
-                                         content_type: str, code: str) -> None:
-    response = client.post("/v1/check", data=data, content_type=content_type, headers=bearer(tokens["mailer"]))
+def test_check_rejects_malformed_bodies(
+    client: FlaskClient, tokens: dict[str, str], data: str, content_type: str, code: str
+) -> None:
+    response = client.post(
+        "/v1/check", data=data, content_type=content_type, headers=bearer(tokens["mailer"])
+    )
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == code
 
 
 def test_check_validates_email_and_list(client: FlaskClient, tokens: dict[str, str]) -> None:
-    bad_email = client.post("/v1/check", json={"email": "nope", "list": "news"}, headers=bearer(tokens["mailer"]))
+    bad_email = client.post(
+        "/v1/check", json={"email": "nope", "list": "news"}, headers=bearer(tokens["mailer"])
+    )
     assert (bad_email.status_code, bad_email.get_json()["error"]["code"]) == (422, "invalid_email")
-    bad_list = client.post("/v1/check", json={"email": "a@example.se", "list": "-x"}, headers=bearer(tokens["mailer"]))
+    bad_list = client.post(
+        "/v1/check", json={"email": "a@example.se", "list": "-x"}, headers=bearer(tokens["mailer"])
+    )
     assert (bad_list.status_code, bad_list.get_json()["error"]["code"]) == (422, "invalid_list")
-    no_list = client.post("/v1/check", json={"email": "a@example.se"}, headers=bearer(tokens["mailer"]))
+    no_list = client.post(
+        "/v1/check", json={"email": "a@example.se"}, headers=bearer(tokens["mailer"])
+    )
     assert no_list.get_json()["error"]["code"] == "invalid_list"
 
 
 def test_oversized_body_is_413(client: FlaskClient, tokens: dict[str, str]) -> None:
-    response = client.post("/v1/check", data="x" * (1024 * 1024 + 1), content_type="application/json",
-                           headers=bearer(tokens["mailer"]))
+    response = client.post(
+        "/v1/check",
+        data="x" * (1024 * 1024 + 1),
+        content_type="application/json",
+        headers=bearer(tokens["mailer"]),
+    )
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
 
@@ -161,7 +260,9 @@ def test_oversized_body_is_413(client: FlaskClient, tokens: dict[str, str]) -> N
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer sk_wrong", "Basic dXNlcjpwdw=="])
 def test_missing_or_bad_token_is_401(client: FlaskClient, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
-    response = client.post("/v1/check", json={"email": "a@example.se", "list": "news"}, headers=headers)
+    response = client.post(
+        "/v1/check", json={"email": "a@example.se", "list": "news"}, headers=headers
+    )
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
 
@@ -176,7 +277,9 @@ def test_missing_or_bad_token_is_401(client: FlaskClient, header: str | None) ->
         ("admin", "post", "/v1/check", 200),
     ],
 )
-def test_roles(client: FlaskClient, tokens: dict[str, str], role: str, method: str, path: str, status: int) -> None:
+def test_roles(
+    client: FlaskClient, tokens: dict[str, str], role: str, method: str, path: str, status: int
+) -> None:
     body = {"email": "a@example.se", "list": "news", "reason": "manual", "evidence": "form-1"}
     response = getattr(client, method)(path, json=body, headers=bearer(tokens[role]))
     assert response.status_code == status
@@ -190,24 +293,47 @@ def test_revoked_key_is_rejected(client: FlaskClient, tokens: dict[str, str], rt
     with rt.db.begin() as session:
         key = apikeys.authenticate(session, tokens["mailer"])
         apikeys.revoke(session, key.id, actor="test")
-    response = client.post("/v1/check", json={"email": "a@example.se", "list": "news"}, headers=bearer(tokens["mailer"]))
+    response = client.post(
+        "/v1/check",
+        json={"email": "a@example.se", "list": "news"},
+        headers=bearer(tokens["mailer"]),
+    )
     assert response.status_code == 401
 
 
-def test_remove_needs_reason_and_evidence(client: FlaskClient, tokens: dict[str, str], rt: Runtime) -> None:
+def test_remove_needs_reason_and_evidence(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
     add(client, tokens["recorder"], email="a@example.se", list="global", reason="objection")
-    missing = client.delete("/v1/suppressions", json={"email": "a@example.se", "list": "global", "reason": "resubscribed"},
-                            headers=bearer(tokens["admin"]))
+    missing = client.delete(
+        "/v1/suppressions",
+        json={"email": "a@example.se", "list": "global", "reason": "resubscribed"},
+        headers=bearer(tokens["admin"]),
+    )
     assert missing.status_code == 400
     assert check(client, tokens["mailer"], "a@example.se")["allowed"] is False
-    done = client.delete("/v1/suppressions", json={"email": "A@example.se", "list": "global",
-                         "reason": "resubscribed", "evidence": "consent form 2026-0042"},
-                         headers=bearer(tokens["admin"]))
+    done = client.delete(
+        "/v1/suppressions",
+        json={
+            "email": "A@example.se",
+            "list": "global",
+            "reason": "resubscribed",
+            "evidence": "consent form 2026-0042",
+        },
+        headers=bearer(tokens["admin"]),
+    )
     assert done.status_code == 200 and done.get_json() == {"removed": 1}
     assert check(client, tokens["mailer"], "a@example.se")["allowed"] is True
-    again = client.delete("/v1/suppressions", json={"email": "a@example.se", "list": "global",
-                          "reason": "resubscribed", "evidence": "consent form 2026-0042"},
-                          headers=bearer(tokens["admin"]))
+    again = client.delete(
+        "/v1/suppressions",
+        json={
+            "email": "a@example.se",
+            "list": "global",
+            "reason": "resubscribed",
+            "evidence": "consent form 2026-0042",
+        },
+        headers=bearer(tokens["admin"]),
+    )
     assert again.status_code == 404 and again.get_json()["error"]["code"] == "not_found"
     with rt.db.begin(write=False) as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "remove")).one()
@@ -230,7 +356,12 @@ def test_idempotency_key_replays_and_rejects_a_different_body(
     assert other.get_json()["error"]["code"] == "idempotency_key_reused"
     with rt.db.begin(write=False) as session:
         assert session.scalar(select(func.count()).select_from(Suppression)) == 1
-        assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "add")) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "add")
+            )
+            == 1
+        )
 
 
 def test_unknown_route_and_method_use_the_envelope(client: FlaskClient) -> None:
@@ -253,8 +384,18 @@ def test_lazy_rekey_moves_rows_to_the_active_pepper(db_url: str, tmp_path) -> No
 
     with old_rt.db.begin() as session:
         _k, token = apikeys.create(session, "rec", Role.recorder, actor="test")
-    assert add(old_app.test_client(), token, email="a@example.se", list="news", reason="unsubscribe").status_code == 201
-    assert add(old_app.test_client(), token, domain="example.org", list="news", reason="manual").status_code == 201
+    assert (
+        add(
+            old_app.test_client(), token, email="a@example.se", list="news", reason="unsubscribe"
+        ).status_code
+        == 201
+    )
+    assert (
+        add(
+            old_app.test_client(), token, domain="example.org", list="news", reason="manual"
+        ).status_code
+        == 201
+    )
     old_rt.db.dispose()
 
     new_app = create_app(settings(db_url, tmp_path, peppers=f"{TEST_PEPPER},{OLD_PEPPER}"))
@@ -266,5 +407,8 @@ def test_lazy_rekey_moves_rows_to_the_active_pepper(db_url: str, tmp_path) -> No
         assert set(session.scalars(select(Suppression.key_id))) == {"t1"}
         assert session.scalar(select(func.count()).select_from(Suppression)) == 2
     assert check(client, token, "a@example.se")["allowed"] is False
-    assert add(client, token, email="a@example.se", list="news", reason="unsubscribe").status_code == 200
+    assert (
+        add(client, token, email="a@example.se", list="news", reason="unsubscribe").status_code
+        == 200
+    )
     new_rt.db.dispose()

@@ -1,0 +1,46 @@
+"""End to end: `suppress serve` as a subprocess, real HTTP, the CLI against the same database."""
+
+from __future__ import annotations
+
+import requests
+
+from .conftest import LiveServer
+
+
+def test_served_gate_records_and_checks_over_http(live_server: LiveServer) -> None:
+    created = live_server.cli("keys", "create", "--name", "e2e", "--role", "admin")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("sk_")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = live_server.url
+
+    assert requests.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
+    ready = requests.get(url + "/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+
+    add = requests.post(
+        url + "/v1/suppressions",
+        headers=headers,
+        timeout=5,
+        json={"email": "E2E.Person+x@Example.se", "list": "news", "reason": "unsubscribe"},
+    )
+    assert add.status_code == 201
+    verdict = requests.post(
+        url + "/v1/check",
+        headers=headers,
+        timeout=5,
+        json={"email": "e2e.person@example.se", "list": "news"},
+    ).json()
+    assert verdict["allowed"] is False
+
+    # The CLI sees the same database the server wrote.
+    cli = live_server.cli("check", "e2e.person@example.se", "--list", "news")
+    assert cli.returncode == 1 and "suppressed" in cli.stdout
+
+    bad = requests.post(
+        url + "/v1/check", headers=headers, timeout=5, data="{", params=None, json=None
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+    assert bad.headers["X-Content-Type-Options"] == "nosniff"
+    assert live_server.stop() == 0
