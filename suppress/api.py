@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, idempotency, suppressions
+from . import addresses, apikeys, audit, idempotency, scheduler, suppressions
 from .addresses import Target
 from .errors import InvalidRequest, SuppressError, Unprocessable
 from .models import Role
@@ -215,3 +215,24 @@ def remove_suppression() -> Any:
             session, target, list_name, reason=reason, evidence=evidence, actor=g.principal.actor
         )
     return jsonify({"removed": removed})
+
+
+@bp.get("/jobs")
+@requires(Role.admin)
+def list_jobs() -> Any:
+    job = request.args.get("job")
+    if job is not None and job not in scheduler.JOBS:
+        raise InvalidRequest(f"job must be one of: {', '.join(scheduler.JOBS)}")
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise InvalidRequest("limit must be an integer from 1 to 500")
+    with runtime().db.begin(write=False) as session:
+        runs = scheduler.list_runs(session, job=job, limit=int(limit))
+    return jsonify({"runs": runs})
+
+
+@bp.post("/jobs/<name>/run")
+@requires(Role.admin)
+def run_job(name: str) -> Any:
+    outcome = scheduler.run_manual(runtime(), name)
+    return jsonify({"run": outcome.run})

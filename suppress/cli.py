@@ -270,5 +270,57 @@ def check(email: str, list_name: str, as_json: bool) -> None:
     sys.exit(0 if verdict.allowed else 1)
 
 
+@main.command("scheduler")
+@handled
+def scheduler_command() -> None:
+    """Run the nightly and hourly jobs (APScheduler) until SIGTERM."""
+    import logging
+
+    from . import scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    scheduler.serve(runtime())
+
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs: reconcile, expire, verify-audit."""
+
+
+@jobs.command("run")
+@click.argument("name", type=click.Choice(["reconcile", "expire", "verify-audit"]))
+@handled
+def jobs_run(name: str) -> None:
+    """Run a job now under its own run key (waits for a running one to finish)."""
+    from . import scheduler
+
+    outcome = scheduler.run_manual(runtime(), name)
+    click.echo(json.dumps(outcome.run, indent=2))
+    if outcome.status != "ok":
+        sys.exit(1)
+
+
+@jobs.command("list")
+@click.option("--job", type=click.Choice(["reconcile", "expire", "verify-audit"]))
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs with summaries as JSON.")
+@handled
+def jobs_list(job: str | None, limit: int, as_json: bool) -> None:
+    """The newest job runs first."""
+    from . import scheduler
+
+    with runtime().db.begin(write=False) as session:
+        runs = scheduler.list_runs(session, job=job, limit=limit)
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+        return
+    for run in runs:
+        errors = len(run["summary"].get("errors", []))
+        click.echo(
+            f"{run['id']}\t{run['job']}\t{run['run_key']}\t{run['status']}\t"
+            f"started {run['started_at']}\tfinished {run['finished_at'] or '-'}\terrors {errors}"
+        )
+
+
 if __name__ == "__main__":
     main()

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from . import scheduler
+from .audit import utcnow
 from .errors import SuppressError
 
 bp = Blueprint("health", __name__)
@@ -13,7 +15,14 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Any:
-    return jsonify({"status": "ok"})
+    """Liveness: always 200 while the process serves; the reconcile age is information only."""
+    rt = current_app.extensions["suppress"]
+    try:
+        with rt.db.begin(write=False) as session:
+            reconcile = scheduler.reconcile_health(session, utcnow())
+    except Exception as exc:  # liveness must not depend on the database
+        reconcile = {"error": {"code": "unavailable", "message": type(exc).__name__}}
+    return jsonify({"status": "ok", "reconcile": reconcile})
 
 
 @bp.get("/readyz")

@@ -153,6 +153,35 @@ class JobRun(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class JobLease(Base):
+    __tablename__ = "job_lease"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), comment="host:pid:nonce of the holder")
+    acquired_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    lease_until: Mapped[datetime] = mapped_column(
+        DateTime,
+        comment="UTC; past it the holder is presumed dead (SQLite; PostgreSQL uses advisory locks)",
+    )
+
+
+class ReconcileFile(Base):
+    __tablename__ = "reconcile_file"
+    __table_args__ = (
+        UniqueConstraint("source", "content_hash", name="uq_reconcile_file_source_content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), comment="[[reconcile.sources]] name")
+    content_hash: Mapped[bytes] = mapped_column(
+        LargeBinary(32), comment="SHA-256 of the file's bytes: a file is applied once"
+    )
+    name: Mapped[str] = mapped_column(String(255), comment="file name when first applied")
+    rows: Mapped[int] = mapped_column(Integer)
+    added: Mapped[int] = mapped_column(Integer)
+    processed_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+
+
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_key"
 

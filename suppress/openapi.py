@@ -16,11 +16,13 @@ ERROR_CODES = [
     "payload_too_large",
     "unsupported_media_type",
     "idempotency_key_reused",
+    "job_busy",
     "rate_limited",
     "unavailable",
     "internal_error",
 ]
 LIST_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
+JOBS = ["reconcile", "expire", "verify-audit"]
 REASONS = [
     "unsubscribe",
     "objection",
@@ -51,6 +53,7 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
         401: "Missing or unknown API key",
         403: "Role too low",
         404: "Nothing matched",
+        409: "The job is still running elsewhere",
         413: "Body too large",
         422: "Invalid input",
         503: "Database unavailable: nothing was decided",
@@ -184,11 +187,115 @@ def spec(base_url: str) -> dict[str, Any]:
                     ),
                 ),
             },
+            "/v1/jobs": {
+                "get": _op(
+                    "Job runs, newest first, with their summaries",
+                    "admin",
+                    None,
+                    _responses(
+                        {
+                            "200": {
+                                "description": "Runs",
+                                **_json(
+                                    {
+                                        "type": "object",
+                                        "properties": {
+                                            "runs": {"type": "array", "items": _ref("JobRun")}
+                                        },
+                                        "required": ["runs"],
+                                    }
+                                ),
+                            }
+                        },
+                        400,
+                        401,
+                        403,
+                        503,
+                    ),
+                    parameters=[
+                        {
+                            "name": "job",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": JOBS},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                    ],
+                )
+            },
+            "/v1/jobs/{name}/run": {
+                "post": _op(
+                    "Run a job now under a run key of its own (waits for a running one)",
+                    "admin",
+                    None,
+                    _responses(
+                        {
+                            "200": {
+                                "description": "The finished run (status ok or failed)",
+                                **_json(
+                                    {
+                                        "type": "object",
+                                        "properties": {"run": _ref("JobRun")},
+                                        "required": ["run"],
+                                    }
+                                ),
+                            }
+                        },
+                        401,
+                        403,
+                        404,
+                        409,
+                        503,
+                    ),
+                    parameters=[
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": JOBS},
+                        }
+                    ],
+                )
+            },
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
             },
             "/healthz": {
-                "get": _op("Liveness", None, None, {"200": {"description": "The process is up"}})
+                "get": _op(
+                    "Liveness, and the age of the last successful reconcile (stale past 26 h)",
+                    None,
+                    None,
+                    {
+                        "200": {
+                            "description": "The process is up",
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "status": {"type": "string", "enum": ["ok"]},
+                                        "reconcile": {
+                                            "type": "object",
+                                            "properties": {
+                                                "last_success": {
+                                                    "type": ["string", "null"],
+                                                    "format": "date-time",
+                                                },
+                                                "age_seconds": {"type": ["integer", "null"]},
+                                                "stale": {"type": "boolean"},
+                                            },
+                                        },
+                                    },
+                                    "required": ["status", "reconcile"],
+                                }
+                            ),
+                        }
+                    },
+                )
             },
             "/readyz": {
                 "get": _op(
@@ -254,6 +361,30 @@ def spec(base_url: str) -> dict[str, Any]:
                         "expires_at": {"type": ["string", "null"], "format": "date-time"},
                     },
                     "required": ["digest", "key_id", "kind", "list", "reason", "created_at"],
+                },
+                "JobRun": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "job": {"type": "string", "enum": JOBS},
+                        "run_key": {
+                            "type": "string",
+                            "description": "Local date (nightly), local hour with offset "
+                            "(expire) or manual:<UTC time>:<nonce>",
+                        },
+                        "status": {
+                            "type": "string",
+                            "enum": ["running", "ok", "failed", "stale"],
+                        },
+                        "started_at": {"type": "string", "format": "date-time"},
+                        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                        "lease_until": {"type": ["string", "null"], "format": "date-time"},
+                        "summary": {
+                            "type": "object",
+                            "description": "Counts per source and reason, report paths, errors",
+                        },
+                    },
+                    "required": ["id", "job", "run_key", "status", "started_at", "summary"],
                 },
                 "AddResult": {
                     "type": "object",

@@ -88,17 +88,23 @@ def _active_digest_map(target: Target) -> dict[bytes, bytes]:
     return {d.value: group[0].value for group in groups for d in group}
 
 
-def check(session: Session, target: Target, list_name: str, *, now: datetime) -> Verdict:
-    """Whether an address may receive marketing on a list, with the reasons if not."""
+def _active_rows(
+    session: Session, digests: set[bytes], list_name: str, now: datetime
+) -> list[Suppression]:
+    return list(
+        session.scalars(
+            select(Suppression).where(
+                Suppression.digest.in_(digests),
+                Suppression.list.in_({list_name, GLOBAL_LIST}),
+                or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
+            )
+        ).all()
+    )
+
+
+def _verdict(rows: list[Suppression], target: Target) -> Verdict:
     addresses = {d.value for d in target.digests}
     domains = {d.value for group in target.domain_digests for d in group}
-    rows = session.scalars(
-        select(Suppression).where(
-            Suppression.digest.in_(addresses | domains),
-            Suppression.list.in_({list_name, GLOBAL_LIST}),
-            or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
-        )
-    ).all()
     matched = [
         r
         for r in rows
@@ -113,6 +119,33 @@ def check(session: Session, target: Target, list_name: str, *, now: datetime) ->
         hits=tuple(Hit(r.list, r.kind.value, r.reason.value, r.created_at) for r in matched),
         stale=tuple((r.id, active[r.digest]) for r in matched if r.key_id != active_id),
     )
+
+
+def _all_digests(target: Target) -> set[bytes]:
+    return {d.value for d in target.digests} | {
+        d.value for group in target.domain_digests for d in group
+    }
+
+
+def check(session: Session, target: Target, list_name: str, *, now: datetime) -> Verdict:
+    """Whether an address may receive marketing on a list, with the reasons if not."""
+    return _verdict(_active_rows(session, _all_digests(target), list_name, now), target)
+
+
+def check_many(
+    session: Session, targets: list[Target], list_name: str, *, now: datetime
+) -> list[Verdict]:
+    """check() for a batch of addresses with one query per batch (same verdicts, in order)."""
+    wanted: set[bytes] = set()
+    for target in targets:
+        wanted |= _all_digests(target)
+    rows = _active_rows(session, wanted, list_name, now) if wanted else []
+    by_digest: dict[bytes, list[Suppression]] = {}
+    for row in rows:
+        by_digest.setdefault(row.digest, []).append(row)
+    return [
+        _verdict([r for d in _all_digests(t) for r in by_digest.get(d, [])], t) for t in targets
+    ]
 
 
 def rekey(
