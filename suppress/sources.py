@@ -157,6 +157,9 @@ def _entries(
         if _SURROGATE.search(raw):
             problems.append(_bad_bytes(line, "the address"))
             continue
+        if "\x00" in raw:
+            problems.append(Problem(line, "the address holds a NUL byte; row skipped"))
+            continue
         reason = reason_of(record)
         if isinstance(reason, Problem):
             problems.append(Problem(line, reason.message))
@@ -303,7 +306,7 @@ def _ses(name: str, data: bytes) -> Parsed:
                 problems.append(Problem(number, "not a JSON object; line skipped"))
                 continue
             if isinstance(item, dict):
-                items.append({**item, "__line__": number})
+                items.append({**{str(k).lower(): v for k, v in item.items()}, "__line__": number})
         parsed = _json_entries(
             items, ("emailaddress",), lambda i: _ses_reason(i.get("reason")), "ses:import"
         )
