@@ -245,7 +245,10 @@ def test_nul_byte_in_an_address_skips_the_row_and_says_where() -> None:
 
 
 def test_json_with_bad_bytes_names_the_line() -> None:
-    data = b'{"Suppressions": [\n{"EmailAddress": "a@example.se"},\n{"EmailAddress": "\xe5@example.se"}]}'
+    data = (
+        b'{"Suppressions": [\n{"EmailAddress": "a@example.se"},\n'
+        b'{"EmailAddress": "\xe5@example.se"}]}'
+    )
     with pytest.raises(SourceError, match="line 3"):
         parse("postmark", "dump.json", data)
 
