@@ -115,14 +115,17 @@ def schedule_from(section: dict[str, Any]) -> Schedule:
 def latest_fire(schedule: Schedule, job: str, now: datetime) -> datetime:
     """The job's most recent scheduled fire time at or before `now` (aware)."""
     trigger = schedule.trigger(job)
-    cursor = now - timedelta(days=3)
+    cursor = now.astimezone(UTC) - timedelta(days=3)
     previous: datetime | None = None
     latest = cursor
     while True:
         fire = trigger.get_next_fire_time(previous, cursor)
         if fire is None or fire > now:
             return latest
-        latest, previous, cursor = fire, fire, fire + timedelta(microseconds=1)
+        # Step in UTC: wall-clock arithmetic on the second 02:30 of an autumn night (fold=1)
+        # would land back on the first one.
+        latest, previous = fire, fire
+        cursor = fire.astimezone(UTC) + timedelta(microseconds=1)
 
 
 def run_key(schedule: Schedule, job: str, fire: datetime) -> str:
@@ -463,7 +466,8 @@ def catch_up(rt: Runtime, schedule: Schedule, *, now: datetime | None = None) ->
             if run is not None and (
                 run.status in ("ok", "failed")
                 or run.lease_until is None
-                or run.lease_until >= audit.naive_utc(moment)
+                # Leases run on the real clock, whatever `now` the jobs are given.
+                or run.lease_until >= audit.utcnow()
             ):
                 continue
         log.info("%s %s: missed or killed; catching up", job, key)
