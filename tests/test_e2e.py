@@ -15,7 +15,8 @@ def test_served_gate_records_and_checks_over_http(live_server: LiveServer) -> No
     headers = {"Authorization": f"Bearer {token}"}
     url = live_server.url
 
-    assert requests.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
+    health = requests.get(url + "/healthz", timeout=5).json()
+    assert health["status"] == "ok" and health["reconcile"]["stale"] is True
     ready = requests.get(url + "/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["ready"] is True
 
