@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import audit, reconcile
@@ -152,10 +153,10 @@ def _owner() -> str:
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _pg_key(job: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"suppress-job:{job}".encode()).digest()[:8], "big", signed=True
-    )
+def _pg_key(job: str, schema: str) -> int:
+    # Advisory locks are per database: the schema keeps two deployments sharing one apart.
+    digest = hashlib.sha256(f"suppress-job:{schema}:{job}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class Lease:
@@ -165,15 +166,18 @@ class Lease:
         self.rt, self.job, self.seconds, self.clock = rt, job, seconds, clock
         self.owner = _owner()
         self._conn: Connection | None = None
+        self._key = 0
         self.held = False
 
     def _try(self) -> bool:
         if not self.rt.db.is_sqlite:
             if self._conn is None:
                 self._conn = self.rt.db.engine.connect()
+                schema = self._conn.execute(text("SELECT current_schema()")).scalar()
+                self._key = _pg_key(self.job, str(schema))
             got = bool(
                 self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": _pg_key(self.job)}
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
                 ).scalar()
             )
             self._conn.commit()
@@ -206,8 +210,9 @@ class Lease:
                 if self._try():
                     self.held = True
                     return True
-            except SuppressError as exc:  # SQLite busy: try again within the wait
-                log.warning("lease %s: %s", self.job, exc.message)
+            except (SuppressError, SQLAlchemyError) as exc:  # busy or a lost connection
+                log.warning("lease %s: %s", self.job, type(exc).__name__)
+                self._close()
             if time.monotonic() >= deadline or stopping.is_set():
                 self._close()
                 return False
@@ -241,10 +246,10 @@ class Lease:
                     if row is not None and row.owner == self.owner:
                         session.delete(row)
             elif self._conn is not None:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _pg_key(self.job)})
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
                 self._conn.commit()
-        except SuppressError as exc:
-            log.warning("lease %s not released (it will lapse): %s", self.job, exc.message)
+        except (SuppressError, SQLAlchemyError) as exc:
+            log.warning("lease %s not released (it lapses): %s", self.job, type(exc).__name__)
         finally:
             self._close()
 

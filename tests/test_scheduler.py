@@ -354,3 +354,7 @@ def test_healthz_reports_reconcile_age_and_readyz_ignores_it(
     scheduler.run_job(rt, "reconcile", "2026-11-25", wait=5)
     fresh = client.get("/healthz").get_json()["reconcile"]
     assert fresh["stale"] is False and fresh["age_seconds"] < 26 * 3600
+
+
+def test_lease_and_reconcile_file_tables_match_their_migration(rt: Runtime) -> None:
+    assert rt.db.drift() == []
