@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -153,19 +153,7 @@ class FileReport:
     problems: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "file": self.file,
-            "sha256": self.sha256,
-            "status": self.status,
-            "flavour": self.flavour,
-            "rows": self.rows,
-            "added": self.added,
-            "existing": self.existing,
-            "invalid": self.invalid,
-            "reasons": dict(self.reasons),
-            "problems": list(self.problems),
-        }
+        return {**asdict(self), "problems": list(self.problems)}
 
 
 @dataclass(frozen=True)

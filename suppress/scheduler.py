@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -365,7 +365,7 @@ def _claim(
         session.add(run)
     elif run.status in ("ok", "failed"):
         return None
-    else:
+    else:  # running or stale
         # We hold the lease, so whoever marked this running is gone: re-run it in place.
         log.warning(
             "%s %s: previous run started %s was killed; re-running", job, key, run.started_at
@@ -457,10 +457,22 @@ def run_due(rt: Runtime, schedule: Schedule, job: str, *, now: datetime | None =
     return run_job(rt, job, key, wait=schedule.lease_wait_seconds, now=audit.naive_utc(moment))
 
 
+def mark_stale(rt: Runtime) -> int:
+    """Record runs whose lease lapsed (their process died) as stale; returns how many."""
+    with rt.db.begin() as session:
+        result = session.execute(
+            update(JobRun)
+            .where(JobRun.status == "running", JobRun.lease_until < audit.utcnow())
+            .values(status="stale")
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
 def catch_up(rt: Runtime, schedule: Schedule, *, now: datetime | None = None) -> list[Outcome]:
     """Run each job's latest due occurrence if it is missing or was killed (once: the
     ledger records it). Runs at start and every few minutes; costs one query when idle."""
     moment = now or datetime.now(UTC)
+    mark_stale(rt)
     outcomes = []
     for job in JOBS:
         key = run_key(schedule, job, latest_fire(schedule, job, moment))

@@ -166,23 +166,25 @@ def test_a_killed_run_is_marked_stale_and_re_run_idempotently(jobs_rt: Runtime) 
     past = audit.utcnow() - timedelta(minutes=5)
     with jobs_rt.db.begin() as session:
         # What a process killed mid-run leaves behind: a claim whose lease has lapsed.
-        session.add(
-            JobRun(
-                job="reconcile",
-                run_key="2026-11-25",
-                started_at=past,
-                status="running",
-                lease_until=past + timedelta(seconds=1),
-                summary={},
+        for key in ("manual:20261125T100000Z:0a1b2c3d", "2026-11-25"):
+            session.add(
+                JobRun(
+                    job="reconcile",
+                    run_key=key,
+                    started_at=past,
+                    status="running",
+                    lease_until=past + timedelta(seconds=1),
+                    summary={},
+                )
             )
-        )
     with jobs_rt.db.begin(write=False) as session:
-        assert scheduler.list_runs(session)[0]["status"] == "stale"
+        assert {r["status"] for r in scheduler.list_runs(session)} == {"stale"}
     outcomes = scheduler.catch_up(jobs_rt, plan, now=noon)
     recovered = next(o for o in outcomes if o.job == "reconcile")
     assert recovered.status == "ok"
     assert recovered.run["summary"]["recovered"]["status"] == "stale"
-    assert ledger(jobs_rt) == {"2026-11-25": "ok"}
+    # The night is re-run; a killed manual run is recorded as stale, not repeated.
+    assert ledger(jobs_rt) == {"2026-11-25": "ok", "manual:20261125T100000Z:0a1b2c3d": "stale"}
     assert bodies_run(jobs_rt) == {"2026-11-25": 1}
 
 
