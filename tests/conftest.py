@@ -6,6 +6,7 @@ import base64
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,9 @@ def postgres_or_skip() -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'suppress.db'}"
-        return
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL on the PostgreSQL test server whose search_path is a fresh, private schema."""
     base = postgres_or_skip()
     schema = "t_" + uuid.uuid4().hex[:12]
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
@@ -53,6 +51,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'suppress.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 def settings(
