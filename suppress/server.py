@@ -14,7 +14,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # newer gunicorn settings are skipped on older ones
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         # Each worker builds its own app, so no database connection crosses a fork.
@@ -35,5 +36,7 @@ def run(*, host: str, port: int, workers: int, timeout: int) -> None:
             "errorlog": "-",
             "worker_tmp_dir": "/dev/shm",
             "proc_name": "suppress",
+            # One control socket path per user would be shared by every instance on a host.
+            "control_socket_disable": True,
         }
     ).run()
