@@ -45,8 +45,11 @@ def requires(role: Role) -> Callable[[F], F]:
             principal.require(role)
             now = audit.utcnow()
             if principal.needs_touch(now):
-                with rt.db.begin() as session:
-                    apikeys.touch(session, principal)
+                try:
+                    with rt.db.begin() as session:
+                        apikeys.touch(session, principal)
+                except SuppressError as exc:  # bookkeeping only: never fail a check over it
+                    log.warning("could not record API key use: %s", exc.message)
             g.principal = principal
             return view(*args, **kwargs)
 
