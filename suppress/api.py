@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, idempotency, suppressions
+from . import addresses, apikeys, audit, idempotency, metrics, suppressions
 from .addresses import Target
 from .errors import InvalidRequest, SuppressError, Unprocessable
 from .models import Role
@@ -172,6 +172,7 @@ def check() -> Any:
     target = addresses.address_target(runtime().ring, email)
     with runtime().db.begin(write=False) as session:
         verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+    metrics.verdict(verdict.allowed)
     rekey_quietly(verdict)
     return jsonify(verdict_json(email, list_name, verdict))
 
