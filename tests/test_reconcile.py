@@ -309,3 +309,61 @@ def test_settings_are_validated_with_the_key_at_fault(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError):
             settings_from(bad, tmp_path)
+
+
+NEEDLES = ("lisa.holm", "nosuchuser", "olle.berg", "per.karlsson", "erik.svensson", "gone@")
+
+
+def test_a_whole_reconcile_run_stores_no_plaintext_address(db_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect, text
+
+    from suppress import scheduler
+
+    from .conftest import settings as overrides
+
+    fixtures = sorted(p.name for p in ESP.iterdir() if p.suffix in (".csv", ".json", ".jsonl"))
+    sources = []
+    for fmt, prefix in (
+        ("mailchimp", "mailchimp"),
+        ("sendgrid", "sendgrid"),
+        ("ses", "ses"),
+        ("postmark", "postmark"),
+    ):
+        folder = folder_with(tmp_path, fmt, *(f for f in fixtures if f.startswith(prefix)))
+        sources.append({"name": fmt, "folder": str(folder), "format": fmt, "list": "news"})
+    crm = crm_file(tmp_path, "id,email\nc1,lisa.holm@example.se\nc2,bad@@example.se\n")
+    runtime = Runtime.load(
+        overrides(
+            db_url,
+            tmp_path,
+            reconcile={
+                "reports_folder": str(tmp_path / "reports"),
+                "sources": sources,
+                "audits": [{"name": "crm", "file": str(crm), "list": "news"}],
+            },
+        )
+    )
+    runtime.db.upgrade()
+    try:
+        outcome = scheduler.run_job(runtime, "reconcile", "2026-11-25", wait=5)
+        assert outcome.status == "ok", outcome.run["summary"]["errors"]
+        sendgrid = outcome.run["summary"]["sources"]["sendgrid"]
+        assert (sendgrid["files"], sendgrid["added"] + sendgrid["existing"]) == (6, 26)
+    finally:
+        runtime.db.dispose()
+    if runtime.db.is_sqlite:
+        blobs = [p.read_bytes() for p in tmp_path.glob("suppress.db*")]
+    else:
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            blobs = [
+                "\n".join(
+                    conn.execute(text(f'SELECT CAST(t AS text) FROM "{table}" t')).scalars()
+                ).encode()
+                for table in inspect(conn).get_table_names()
+            ]
+        engine.dispose()
+    assert blobs
+    for blob in blobs:
+        for needle in NEEDLES:
+            assert needle.encode() not in blob.lower()

@@ -306,6 +306,8 @@ def test_verify_audit_fails_on_a_tampered_chain(jobs_rt: Runtime) -> None:
 def test_jobs_api_runs_and_lists_for_admins_only(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:
+    assert client.get("/v1/jobs").status_code == 401
+    assert client.post("/v1/jobs/expire/run").status_code == 401
     assert client.get("/v1/jobs", headers=bearer(tokens["recorder"])).status_code == 403
     assert (
         client.post("/v1/jobs/verify-audit/run", headers=bearer(tokens["recorder"])).status_code

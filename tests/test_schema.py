@@ -9,7 +9,7 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 MAX_EXAMPLES = 30
 
@@ -43,7 +43,10 @@ def test_generated_requests_never_5xx_and_match_the_schema(
         def run(case: Any) -> None:
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {tokens['admin']}"}
             # A schema-valid string may still be no address scheme n1 accepts (422 is right),
-            # so "positive data is accepted" does not hold here; every other check does.
-            case.call_and_validate(excluded_checks=[positive_data_acceptance])
+            # so "positive data is accepted" does not hold here. The admin token above replaces
+            # any generated (deliberately invalid) credentials, so "ignored auth" cannot hold
+            # either: a GET with only its auth made negative is then valid and answers 200.
+            # Authentication is tested directly in test_api and test_scheduler.
+            case.call_and_validate(excluded_checks=[positive_data_acceptance, ignored_auth])
 
         run()
