@@ -20,11 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -33,6 +31,10 @@ from . import audit, reconcile
 from .errors import ConfigError, NotFound, SuppressError
 from .models import JobLease, JobRun
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("suppress.scheduler")
 JOBS = ("reconcile", "expire", "verify-audit")
@@ -67,6 +69,9 @@ class Schedule:
 
     def trigger(self, job: str) -> CronTrigger:
         """The cron trigger of a job (APScheduler's own DST handling applies)."""
+        # Imported here: web workers use the ledger, not APScheduler, and boot faster.
+        from apscheduler.triggers.cron import CronTrigger
+
         if job == "expire":
             return CronTrigger(minute=self.expire_minute, second=0, timezone=self.timezone)
         at = self.reconcile_at if job == "reconcile" else self.verify_audit_at
@@ -527,6 +532,8 @@ def reconcile_health(session: Session, now: datetime) -> dict[str, Any]:
 
 def build(rt: Runtime, schedule: Schedule) -> BlockingScheduler:
     """A BlockingScheduler with the three cron jobs and the catch-up check."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
     scheduler = BlockingScheduler(timezone=schedule.timezone)
     options: dict[str, Any] = {
         "coalesce": True,
