@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, idempotency, suppressions
+from . import access, addresses, apikeys, audit, idempotency, suppressions
 from .addresses import Target
 from .errors import InvalidRequest, SuppressError, Unprocessable
 from .models import Role
@@ -101,6 +101,30 @@ def parse_time(value: Any, name: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise Unprocessable(f"{name} must include a time zone (e.g. Z)", code="invalid_request")
     return audit.naive_utc(parsed)
+
+
+def int_arg(name: str, default: int) -> int:
+    """A non-negative integer query parameter."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidRequest(f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def hex_arg(name: str) -> bytes | None:
+    """An optional SHA-256 in hex as a query parameter."""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidRequest(f"{name} must be 64 hexadecimal characters")
+    return raw
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -215,3 +239,53 @@ def remove_suppression() -> Any:
             session, target, list_name, reason=reason, evidence=evidence, actor=g.principal.actor
         )
     return jsonify({"removed": removed})
+
+
+@bp.post("/lookup")
+@requires(Role.admin)
+def lookup() -> Any:
+    data = json_body()
+    email = text_field(data, "email")
+    target = addresses.address_target(runtime().ring, email)
+    with runtime().db.begin() as session:
+        found = access.lookup(session, target, actor=g.principal.actor)
+    return jsonify({"email": email, **found})
+
+
+@bp.get("/export")
+@requires(Role.admin)
+def export() -> Any:
+    fmt = access.parse_format(request.args.get("format", "ndjson"))
+    rt = runtime()
+    with rt.db.begin() as session:
+        access.record_export(session, fmt, actor=g.principal.actor)
+
+    def stream() -> Iterator[str]:
+        # A database failure mid-stream aborts the response (no terminating chunk), so a
+        # truncated export can never pass for a complete one.
+        with rt.db.begin(write=False) as session:
+            yield from access.render(access.rows(session), fmt)
+
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(stream(), mimetype=mimetype)
+
+
+@bp.get("/audit")
+@requires(Role.admin)
+def audit_events() -> Any:
+    after, limit = int_arg("after", 0), int_arg("limit", 100)
+    action = request.args.get("action")
+    with runtime().db.begin(write=False) as session:
+        events = [
+            audit.describe(e) for e in audit.page(session, after=after, limit=limit, action=action)
+        ]
+    return jsonify({"events": events, "next_after": events[-1]["id"] if events else after})
+
+
+@bp.get("/audit/verify")
+@requires(Role.admin)
+def audit_verify() -> Any:
+    anchor = hex_arg("anchor")
+    with runtime().db.begin(write=False) as session:
+        result = audit.verify(session, anchor=anchor)
+    return jsonify(result.to_dict())
