@@ -54,11 +54,12 @@ def unconfigured(session: Session, ring: KeyRing) -> list[str]:
 
 def status(session: Session, ring: KeyRing) -> list[KeyStatus]:
     """Rows per key id: the configured peppers in ring order, then any unconfigured ids."""
-    counts = dict(
-        session.execute(
+    counts: dict[str, int] = {
+        key_id: rows
+        for key_id, rows in session.execute(
             select(Suppression.key_id, func.count()).group_by(Suppression.key_id)
-        ).tuples()
-    )
+        )
+    }
     ids = list(ring.key_ids) + sorted(k for k in counts if k not in ring.key_ids)
     return [
         KeyStatus(
