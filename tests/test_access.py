@@ -273,3 +273,18 @@ def test_cli_export_writes_csv_and_ndjson_files(
     assert ndjson.stdout == client.get("/v1/export", headers=bearer(tokens["admin"])).get_data(
         as_text=True
     )
+
+
+def test_accountability_routes_are_documented_in_openapi(client: FlaskClient) -> None:
+    spec = client.get("/v1/openapi.json").get_json()
+    for path, method in (
+        ("/v1/lookup", "post"),
+        ("/v1/export", "get"),
+        ("/v1/audit", "get"),
+        ("/v1/audit/verify", "get"),
+    ):
+        assert spec["paths"][path][method]["description"] == "Role: admin or higher."
+    schemas = spec["components"]["schemas"]
+    text = json.dumps(spec)
+    for name in ("Lookup", "AuditEvent", "Verification"):
+        assert name in schemas and f"#/components/schemas/{name}" in text
