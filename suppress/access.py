@@ -36,11 +36,14 @@ _BATCH = 1000
 _CHUNK = 64 * 1024
 
 
-def lookup(session: Session, target: Target, *, actor: str) -> dict[str, Any]:
+def lookup(
+    session: Session, target: Target, *, actor: str, reference: str | None = None
+) -> dict[str, Any]:
     """Digests, suppression rows and audit events about an address, for its data subject.
 
-    Domain suppressions that cover the address are included (they decide its verdicts);
-    the lookup itself is recorded, so the trail shows who accessed whose data.
+    Domain suppressions that cover the address are included (they decide its verdicts).
+    The lookup itself is recorded, with the request's reference (a ticket number), so the
+    trail shows who accessed whose data and when a request was answered.
     """
     keyed: list[dict[str, Any]] = [
         {"kind": "address", "key_id": d.key_id, "digest": d.value.hex()} for d in target.digests
@@ -69,7 +72,7 @@ def lookup(session: Session, target: Target, *, actor: str) -> dict[str, Any]:
         actor=actor,
         digest=target.active.value,
         kind=target.kind,
-        detail={"suppressions": len(rows), "events": len(events)},
+        detail={"suppressions": len(rows), "events": len(events), "reference": reference},
     )
     return result
 

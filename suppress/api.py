@@ -246,9 +246,10 @@ def remove_suppression() -> Any:
 def lookup() -> Any:
     data = json_body()
     email = text_field(data, "email")
+    reference = suppressions.validate_text("reference", data.get("reference"), required=False)
     target = addresses.address_target(runtime().ring, email)
     with runtime().db.begin() as session:
-        found = access.lookup(session, target, actor=g.principal.actor)
+        found = access.lookup(session, target, actor=g.principal.actor, reference=reference or None)
     return jsonify({"email": email, **found})
 
 

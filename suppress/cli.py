@@ -320,13 +320,15 @@ def check(email: str, list_name: str, as_json: bool) -> None:
 @main.command()
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True, help="Print the full answer as JSON.")
+@click.option("--reference", help="The request's reference (e.g. a ticket), kept in the audit.")
 @handled
-def lookup(email: str, as_json: bool) -> None:
+def lookup(email: str, as_json: bool, reference: str | None) -> None:
     """Everything kept about EMAIL (access and portability requests); recorded in the audit."""
     rt = runtime()
+    reference = suppressions.validate_text("reference", reference, required=False) or None
     target = addresses.address_target(rt.ring, email)
     with rt.db.begin() as session:
-        found = access.lookup(session, target, actor=actor())
+        found = access.lookup(session, target, actor=actor(), reference=reference)
     if as_json:
         click.echo(json.dumps({"email": email, **found}, indent=2))
         return

@@ -145,7 +145,15 @@ def _audit_paths(auth_errors: tuple[int, ...]) -> dict[str, Any]:
                 "admin",
                 {
                     "type": "object",
-                    "properties": {"email": {"type": "string", "maxLength": 512}},
+                    "properties": {
+                        "email": {"type": "string", "maxLength": 512},
+                        "reference": {
+                            "type": "string",
+                            "maxLength": 128,
+                            "description": "The request's reference (e.g. a ticket number), "
+                            "kept in the audit event of the lookup; no address.",
+                        },
+                    },
                     "required": ["email"],
                 },
                 _responses(

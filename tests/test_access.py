@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import select
 
 from suppress import access, addresses, cli
-from suppress.models import Kind, Reason, Suppression
+from suppress.models import Base, Kind, Reason, Suppression
 from suppress.runtime import Runtime
 
 from .conftest import bearer
@@ -96,11 +97,14 @@ def test_lookup_is_recorded_and_needs_admin(
         == 403
     )
     admin = bearer(tokens["admin"])
-    client.post("/v1/lookup", json={"email": SUBJECT}, headers=admin)
+    request = {"email": SUBJECT, "reference": "DSR-2026-017"}
+    assert client.post("/v1/lookup", json=request, headers=admin).status_code == 200
     (event,) = client.get("/v1/audit?action=lookup", headers=admin).get_json()["events"]
     assert event["actor"] == "api:test-admin"
     assert event["digest"] == rt.ring.address("anna.berg@example.se").hex()
-    assert event["detail"] == {"suppressions": 3, "events": 3}
+    assert event["detail"] == {"suppressions": 3, "events": 3, "reference": "DSR-2026-017"}
+    pasted = client.post("/v1/lookup", json={**request, "reference": SUBJECT}, headers=admin)
+    assert pasted.status_code == 400  # a reference, never the address itself
     # The next access request shows the earlier one: the subject sees who looked.
     again = client.post("/v1/lookup", json={"email": SUBJECT}, headers=admin).get_json()
     assert [e["action"] for e in again["events"]][-1] == "lookup"
@@ -273,6 +277,26 @@ def test_cli_export_writes_csv_and_ndjson_files(
     assert ndjson.stdout == client.get("/v1/export", headers=bearer(tokens["admin"])).get_data(
         as_text=True
     )
+
+
+def test_database_holds_no_plaintext_after_every_operation(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
+    populate(client, tokens)
+    admin = bearer(tokens["admin"])
+    client.post("/v1/lookup", json={"email": SUBJECT, "reference": "DSR-1"}, headers=admin)
+    client.get("/v1/export?format=csv", headers=admin).get_data()
+    lift = {"email": OTHER, "list": "news", "reason": "resubscribed", "evidence": "form 7"}
+    assert client.delete("/v1/suppressions", json=lift, headers=admin).status_code == 200
+    erased = {"email": SUBJECT, "list": "global", "reason": "erasure", "source": "dsr"}
+    assert client.post("/v1/suppressions", json=erased, headers=admin).status_code == 200
+    dump = []
+    with rt.db.begin(write=False) as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(select(table)):
+                dump += [v.hex() if isinstance(v, bytes) else repr(v) for v in row]
+    assert len(dump) > 100
+    assert_no_plaintext("\n".join(dump))
 
 
 def test_accountability_routes_are_documented_in_openapi(client: FlaskClient) -> None:
