@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from click.testing import Result
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from suppress import access, addresses, cli
+from suppress.config import parse_peppers
 from suppress.models import Base, Kind, Reason, Suppression
 from suppress.runtime import Runtime
 
-from .conftest import bearer
+from .conftest import TEST_PEPPER, LiveServer, bearer
 
 SUBJECT = "Anna.Berg+nyhetsbrev@Example.se"
 OTHER = "olle.svensson@example.org"
@@ -312,3 +314,32 @@ def test_accountability_routes_are_documented_in_openapi(client: FlaskClient) ->
     text = json.dumps(spec)
     for name in ("Lookup", "AuditEvent", "Verification"):
         assert name in schemas and f"#/components/schemas/{name}" in text
+
+
+@pytest.mark.e2e
+def test_served_export_streams_and_the_cli_verifies(live_server: LiveServer) -> None:
+    created = live_server.cli("keys", "create", "--name", "dpo", "--role", "admin")
+    headers = bearer(created.stdout.strip().splitlines()[-1])
+    for i in range(3):
+        response = requests.post(
+            live_server.url + "/v1/suppressions",
+            json={"email": f"p{i}@example.se", "list": "news", "reason": "unsubscribe"},
+            headers=headers,
+            timeout=10,
+        )
+        assert response.status_code == 201
+    with requests.get(
+        live_server.url + "/v1/export", headers=headers, stream=True, timeout=10
+    ) as export:
+        assert export.status_code == 200
+        assert export.headers["Transfer-Encoding"] == "chunked"
+        lines = [json.loads(line) for line in export.iter_lines() if line]
+    assert [line["digest"] for line in lines] == [
+        addresses.KeyRing(parse_peppers(TEST_PEPPER)).address(f"p{i}@example.se").hex()
+        for i in range(3)
+    ]
+    verified = live_server.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "audit chain ok: 5 event(s)" in verified.stdout  # the key, 3 adds, the export
+    status = live_server.cli("keys", "pepper-status")
+    assert status.returncode == 0 and status.stdout.startswith("t1\t3\tactive")
