@@ -89,14 +89,16 @@ def record_export(session: Session, fmt: str, *, actor: str) -> None:
     audit.record(session, "export", actor=actor, detail={"format": fmt})
 
 
-def rows(session: Session) -> Iterator[Suppression]:
+def rows(session: Session) -> Iterator[Any]:
     """Every suppression in id order, streamed from one statement (one consistent snapshot).
 
-    yield_per streams (a server-side cursor on PostgreSQL), so memory stays constant
-    however long the list is.
+    Plain rows with a Suppression's columns, not ORM objects: no identity map to fill, and
+    several times faster. yield_per streams them (a server-side cursor on PostgreSQL), so
+    memory stays constant however long the list is.
     """
-    yield from session.scalars(
-        select(Suppression).order_by(Suppression.id).execution_options(yield_per=_BATCH)
+    columns = [getattr(Suppression, name) for name in EXPORT_FIELDS]
+    yield from session.execute(
+        select(*columns).order_by(Suppression.id).execution_options(yield_per=_BATCH)
     )
 
 
@@ -113,7 +115,7 @@ def _csv_line(values: Iterable[Any]) -> str:
     return buffer.getvalue()
 
 
-def _lines(suppressions: Iterable[Suppression], fmt: str) -> Iterator[str]:
+def _lines(suppressions: Iterable[Any], fmt: str) -> Iterator[str]:
     if fmt == "csv":
         yield _csv_line(EXPORT_FIELDS)
     for row in suppressions:
@@ -124,7 +126,7 @@ def _lines(suppressions: Iterable[Suppression], fmt: str) -> Iterator[str]:
             yield json.dumps(described, separators=(",", ":")) + "\n"
 
 
-def render(suppressions: Iterable[Suppression], fmt: str) -> Iterator[str]:
+def render(suppressions: Iterable[Any], fmt: str) -> Iterator[str]:
     """The export as text chunks of about 64 KiB: NDJSON, or CSV with a header line."""
     chunk: list[str] = []
     size = 0
