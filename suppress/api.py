@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -103,13 +104,17 @@ def parse_time(value: Any, name: str) -> datetime | None:
     return audit.naive_utc(parsed)
 
 
-def int_arg(name: str, default: int) -> int:
-    """A non-negative integer query parameter."""
+MAX_ID = 2**63 - 1
+_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def int_arg(name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer query parameter in [minimum, 2**63 - 1]."""
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit() or len(value) > 18:
-        raise InvalidRequest(f"{name} must be a non-negative integer")
+    if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= MAX_ID:
+        raise InvalidRequest(f"{name} must be an integer from {minimum} to {MAX_ID}")
     return int(value)
 
 
@@ -118,13 +123,9 @@ def hex_arg(name: str) -> bytes | None:
     value = request.args.get(name)
     if value is None:
         return None
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
+    if not _HEX32.fullmatch(value):
         raise InvalidRequest(f"{name} must be 64 hexadecimal characters")
-    return raw
+    return bytes.fromhex(value)
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def export() -> Any:
 @bp.get("/audit")
 @requires(Role.admin)
 def audit_events() -> Any:
-    after, limit = int_arg("after", 0), int_arg("limit", 100)
+    after, limit = int_arg("after", 0), int_arg("limit", 100, minimum=1)
     action = request.args.get("action")
     with runtime().db.begin(write=False) as session:
         events = [

@@ -105,15 +105,15 @@ def _audit_paths(auth_errors: tuple[int, ...]) -> dict[str, Any]:
         "name": "after",
         "in": "query",
         "required": False,
-        "schema": {"type": "integer", "minimum": 0, "default": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
         "description": "Return events with an id greater than this (the previous next_after).",
     }
     limit = {
         "name": "limit",
         "in": "query",
         "required": False,
-        "schema": {"type": "integer", "minimum": 0, "default": 100},
-        "description": "At most this many events (capped at 1000).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "default": 100},
+        "description": "At most this many events (larger values are capped at 1000).",
     }
     action = {
         "name": "action",
@@ -126,7 +126,7 @@ def _audit_paths(auth_errors: tuple[int, ...]) -> dict[str, Any]:
         "name": "anchor",
         "in": "query",
         "required": False,
-        "schema": HEX32,
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
         "description": "A head recorded earlier: the chain must still contain it.",
     }
     fmt = {
@@ -149,6 +149,7 @@ def _audit_paths(auth_errors: tuple[int, ...]) -> dict[str, Any]:
                         "email": {"type": "string", "maxLength": 512},
                         "reference": {
                             "type": "string",
+                            "minLength": 1,
                             "maxLength": 128,
                             "description": "The request's reference (e.g. a ticket number), "
                             "kept in the audit event of the lookup; no address.",

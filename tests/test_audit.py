@@ -184,7 +184,9 @@ def test_audit_pages_by_id_and_filters_by_action(
         "prev_hash", "hash",
     }  # fmt: skip
     assert event["at"].endswith("Z") and len(event["hash"]) == 64
-    assert client.get("/v1/audit?after=x", headers=admin).status_code == 400
+    for bad in ("after=x", "after=-1", "limit=0", "after=%C2%B2", f"after={2**63}"):
+        assert client.get(f"/v1/audit?{bad}", headers=admin).status_code == 400, bad
+    assert len(client.get("/v1/audit?limit=5000", headers=admin).get_json()["events"]) == 8
     assert client.get("/v1/audit", headers=bearer(tokens["recorder"])).status_code == 403
 
 
@@ -196,7 +198,8 @@ def test_audit_verify_route_reports_ok_and_the_break(
     assert ok["ok"] is True and ok["events"] == 3 and len(ok["head"]) == 64
     anchored = client.get(f"/v1/audit/verify?anchor={ok['head']}", headers=admin)
     assert anchored.get_json()["ok"] is True
-    assert client.get("/v1/audit/verify?anchor=zz", headers=admin).status_code == 400
+    for bad in ("zz", ok["head"][:-2] + " 0", ok["head"] + "00"):
+        assert client.get(f"/v1/audit/verify?anchor={bad}", headers=admin).status_code == 400
     tamper(rt, "UPDATE audit_event SET action = 'nothing' WHERE id = 2")
     broken = client.get("/v1/audit/verify", headers=admin).get_json()
     assert broken["ok"] is False
