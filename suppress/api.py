@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import access, addresses, apikeys, audit, idempotency, suppressions
+from . import access, addresses, apikeys, audit, idempotency, metrics, suppressions
 from .addresses import Target
 from .errors import InvalidRequest, SuppressError, Unprocessable
 from .models import Role
@@ -46,8 +45,11 @@ def requires(role: Role) -> Callable[[F], F]:
             principal.require(role)
             now = audit.utcnow()
             if principal.needs_touch(now):
-                with rt.db.begin() as session:
-                    apikeys.touch(session, principal)
+                try:
+                    with rt.db.begin() as session:
+                        apikeys.touch(session, principal)
+                except SuppressError as exc:  # bookkeeping only: never fail a check over it
+                    log.warning("could not record API key use: %s", exc.message)
             g.principal = principal
             return view(*args, **kwargs)
 
@@ -105,7 +107,6 @@ def parse_time(value: Any, name: str) -> datetime | None:
 
 
 MAX_ID = 2**63 - 1
-_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def int_arg(name: str, default: int, *, minimum: int = 0) -> int:
@@ -116,16 +117,6 @@ def int_arg(name: str, default: int, *, minimum: int = 0) -> int:
     if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= MAX_ID:
         raise InvalidRequest(f"{name} must be an integer from {minimum} to {MAX_ID}")
     return int(value)
-
-
-def hex_arg(name: str) -> bytes | None:
-    """An optional SHA-256 in hex as a query parameter."""
-    value = request.args.get(name)
-    if value is None:
-        return None
-    if not _HEX32.fullmatch(value):
-        raise InvalidRequest(f"{name} must be 64 hexadecimal characters")
-    return bytes.fromhex(value)
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -194,6 +185,7 @@ def check() -> Any:
     target = addresses.address_target(runtime().ring, email)
     with runtime().db.begin(write=False) as session:
         verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+    metrics.verdict(verdict.allowed)
     rekey_quietly(verdict)
     return jsonify(verdict_json(email, list_name, verdict))
 
@@ -276,7 +268,7 @@ def export() -> Any:
 @requires(Role.admin)
 def audit_events() -> Any:
     after, limit = int_arg("after", 0), int_arg("limit", 100, minimum=1)
-    action = request.args.get("action")
+    action = audit.parse_action(request.args.get("action"))
     with runtime().db.begin(write=False) as session:
         events = [
             audit.describe(e) for e in audit.page(session, after=after, limit=limit, action=action)
@@ -287,7 +279,7 @@ def audit_events() -> Any:
 @bp.get("/audit/verify")
 @requires(Role.admin)
 def audit_verify() -> Any:
-    anchor = hex_arg("anchor")
+    anchor = request.args.get("anchor")
     with runtime().db.begin(write=False) as session:
-        result = audit.verify(session, anchor=anchor)
+        result = audit.verify(session, anchor=None if anchor is None else audit.parse_hash(anchor))
     return jsonify(result.to_dict())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from .errors import InvalidRequest
 from .models import AuditEvent
 
 GENESIS = bytes(32)
@@ -102,6 +104,25 @@ def record(
 
 
 MAX_PAGE = 1000
+ACTION_PATTERN = r"^[a-z][a-z_]{0,31}$"
+_ACTION = re.compile(ACTION_PATTERN)
+
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def parse_hash(value: str, name: str = "anchor") -> bytes:
+    """A SHA-256 given in hex (an anchor), or InvalidRequest."""
+    if not _HEX32.fullmatch(value):
+        raise InvalidRequest(f"{name} must be 64 hexadecimal characters")
+    return bytes.fromhex(value)
+
+
+def parse_action(value: str | None) -> str | None:
+    """An optional action name to filter by (e.g. remove), or InvalidRequest."""
+    if value is not None and not _ACTION.fullmatch(value):
+        raise InvalidRequest("action must be an action name such as remove, lookup or rekey")
+    return value
 
 
 def describe(event: AuditEvent) -> dict[str, Any]:
@@ -126,7 +147,8 @@ def page(
     session: Session, *, after: int = 0, limit: int = 100, action: str | None = None
 ) -> list[AuditEvent]:
     """Events with id > after, oldest first, at most limit (capped at MAX_PAGE)."""
-    query = select(AuditEvent).where(AuditEvent.id > after)
+    # ids are 32-bit integers: a larger cursor is simply past the end (and would not bind).
+    query = select(AuditEvent).where(AuditEvent.id > min(after, 2**31 - 1))
     if action is not None:
         query = query.where(AuditEvent.action == action)
     return list(session.scalars(query.order_by(AuditEvent.id).limit(max(1, min(limit, MAX_PAGE)))))

@@ -65,6 +65,16 @@ def runtime() -> Runtime:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """suppress: the marketing suppression list and mailing gatekeeper."""
+    global _runtime
+    _runtime = None  # each invocation reads configuration afresh
+    click.get_current_context().call_on_close(_close)
+
+
+def _close() -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.db.dispose()
+        _runtime = None
 
 
 @main.command()
@@ -411,14 +421,7 @@ def audit_group() -> None:
 @handled
 def audit_verify(anchor: str | None) -> None:
     """Walk the hash chain; exit 1 and name the event if it was edited, cut or reordered."""
-    raw = None
-    if anchor is not None:
-        try:
-            raw = bytes.fromhex(anchor)
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            fail("--anchor must be 64 hexadecimal characters")
+    raw = audit.parse_hash(anchor, "--anchor") if anchor is not None else None
     with runtime().db.begin(write=False) as session:
         result = audit.verify(session, anchor=raw)
     if not result.ok:

@@ -119,7 +119,7 @@ def _audit_paths(auth_errors: tuple[int, ...]) -> dict[str, Any]:
         "name": "action",
         "in": "query",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": "^[a-z][a-z_]{0,31}$"},
         "description": "Only events of this action, e.g. remove, lookup, export, rekey.",
     }
     anchor = {
@@ -396,6 +396,19 @@ def spec(base_url: str) -> dict[str, Any]:
             **_audit_paths(auth_errors),
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
+            },
+            "/metrics": {
+                "get": _op(
+                    "Prometheus metrics",
+                    None,
+                    None,
+                    {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                )
             },
             "/healthz": {
                 "get": _op("Liveness", None, None, {"200": {"description": "The process is up"}})

@@ -54,7 +54,7 @@ def assert_no_plaintext(text: str) -> None:
 def invoke(
     runner: FlaskCliRunner, rt: Runtime, monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> Result:
-    monkeypatch.setattr(cli, "_runtime", rt)
+    monkeypatch.setattr(cli, "runtime", lambda: rt)
     return runner.invoke(cli.main, list(args))
 
 

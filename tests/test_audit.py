@@ -1,18 +1,20 @@
-"""The audit trail: append-only triggers, tamper detection by the chain, its routes and CLI."""
+"""The audit trail: chained events in the same transaction, append-only triggers, tamper
+detection that names the event, its routes and CLI."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from click.testing import Result
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from suppress import audit, cli
-from suppress.errors import Unavailable
-from suppress.models import AuditEvent
+from suppress import addresses, audit, cli, suppressions
+from suppress.errors import SuppressError, Unavailable
+from suppress.models import AuditEvent, Reason, Suppression
 from suppress.runtime import Runtime
 
 from .conftest import bearer
@@ -57,7 +59,7 @@ def verify(rt: Runtime, anchor: bytes | None = None) -> audit.Verification:
 def invoke(
     runner: FlaskCliRunner, rt: Runtime, monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> Result:
-    monkeypatch.setattr(cli, "_runtime", rt)
+    monkeypatch.setattr(cli, "runtime", lambda: rt)
     return runner.invoke(cli.main, list(args))
 
 
@@ -184,9 +186,11 @@ def test_audit_pages_by_id_and_filters_by_action(
         "prev_hash", "hash",
     }  # fmt: skip
     assert event["at"].endswith("Z") and len(event["hash"]) == 64
-    for bad in ("after=x", "after=-1", "limit=0", "after=%C2%B2", f"after={2**63}"):
+    for bad in ("after=x", "after=-1", "limit=0", "after=%C2%B2", f"after={2**63}", "action=a%00"):
         assert client.get(f"/v1/audit?{bad}", headers=admin).status_code == 400, bad
     assert len(client.get("/v1/audit?limit=5000", headers=admin).get_json()["events"]) == 8
+    beyond = client.get(f"/v1/audit?after={2**63 - 1}", headers=admin)
+    assert beyond.status_code == 200 and beyond.get_json()["events"] == []
     assert client.get("/v1/audit", headers=bearer(tokens["recorder"])).status_code == 403
 
 
@@ -198,7 +202,7 @@ def test_audit_verify_route_reports_ok_and_the_break(
     assert ok["ok"] is True and ok["events"] == 3 and len(ok["head"]) == 64
     anchored = client.get(f"/v1/audit/verify?anchor={ok['head']}", headers=admin)
     assert anchored.get_json()["ok"] is True
-    for bad in ("zz", ok["head"][:-2] + " 0", ok["head"] + "00"):
+    for bad in ("", "zz", ok["head"][:-2] + " 0", ok["head"] + "00"):
         assert client.get(f"/v1/audit/verify?anchor={bad}", headers=admin).status_code == 400
     tamper(rt, "UPDATE audit_event SET action = 'nothing' WHERE id = 2")
     broken = client.get("/v1/audit/verify", headers=admin).get_json()
@@ -214,6 +218,8 @@ def test_cli_audit_verify_exits_non_zero_when_broken(
     good = invoke(runner, rt, monkeypatch, "audit", "verify", "--anchor", hashes[-1].hex())
     assert good.exit_code == 0, good.output
     assert f"4 event(s), head {hashes[-1].hex()}" in good.stdout
+    malformed = invoke(runner, rt, monkeypatch, "audit", "verify", "--anchor", "abc")
+    assert malformed.exit_code == 2 and "--anchor must be 64 hexadecimal" in malformed.stderr
     tamper(rt, "DELETE FROM audit_event WHERE id = 2")
     bad = invoke(runner, rt, monkeypatch, "audit", "verify")
     assert bad.exit_code == 1
@@ -243,3 +249,115 @@ def test_removing_a_global_objection_needs_evidence_and_is_listed(
     assert removal["detail"]["evidence"] == "consent form 2026-0042"
     assert removal["detail"]["removal_reason"] == "resubscribed"
     assert client.get("/v1/audit/verify", headers=admin).get_json()["ok"] is True
+
+
+# --- the chain under normal use --------------------------------------------------------------
+
+
+def events(rt: Runtime) -> list[AuditEvent]:
+    with rt.db.begin(write=False) as session:
+        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def test_every_change_is_a_chained_event_without_plaintext(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
+    headers = bearer(tokens["admin"])
+    client.post(
+        "/v1/suppressions",
+        json={"email": "Chain.Person@example.se", "list": "news", "reason": "unsubscribe"},
+        headers=headers,
+    )
+    client.delete(
+        "/v1/suppressions",
+        json={
+            "email": "chain.person@example.se",
+            "list": "news",
+            "reason": "resubscribed",
+            "evidence": "form 7",
+        },
+        headers=headers,
+    )
+    chain = events(rt)
+    assert [e.action for e in chain][-2:] == ["add", "remove"]
+    assert chain[0].prev_hash == audit.GENESIS
+    for prev, event in zip(chain, chain[1:], strict=False):
+        assert event.prev_hash == prev.hash
+    add_event = chain[-2]
+    assert add_event.digest == rt.ring.address(addresses.normalize("chain.person@example.se"))
+    for event in chain:
+        assert "chain.person" not in audit.canonical(event).decode().lower()
+    with rt.db.begin(write=False) as session:
+        result = audit.verify(session)
+    assert result.ok and result.events == len(chain) and result.head == chain[-1].hash
+
+
+def test_a_failed_change_leaves_neither_row_nor_event(rt: Runtime) -> None:
+    target = addresses.address_target(rt.ring, "rollback@example.se")
+    before = len(events(rt))
+    try:
+        with rt.db.begin() as session:
+            suppressions.add(
+                session,
+                target,
+                "news",
+                Reason.unsubscribe,
+                source="test",
+                actor="test",
+                now=audit.utcnow(),
+            )
+            raise SuppressError("boom")
+    except SuppressError:
+        pass
+    assert len(events(rt)) == before
+    with rt.db.begin(write=False) as session:
+        assert session.scalars(select(Suppression)).all() == []
+
+
+def test_verify_detects_an_edited_event(rt: Runtime) -> None:
+    with rt.db.begin() as session:
+        for i in range(3):
+            audit.record(session, "test", actor="test", detail={"i": i})
+    with rt.db.begin(write=False) as session:
+        middle = session.scalars(select(AuditEvent).order_by(AuditEvent.id).offset(1)).first()
+        assert middle is not None
+        middle_id = middle.id
+    # The append-only triggers refuse the edit; a table owner could drop them first.
+    tamper(rt, "UPDATE audit_event SET detail = :d WHERE id = :i", d='{"i": 99}', i=middle_id)
+    with rt.db.begin(write=False) as session:
+        result = audit.verify(session)
+    assert not result.ok and result.broken_at == middle_id and result.events == 1
+
+
+def test_concurrent_writers_keep_the_chain_linear(rt: Runtime) -> None:
+    errors: list[Exception] = []
+
+    def writer(n: int) -> None:
+        for i in range(8):
+            target = addresses.address_target(rt.ring, f"w{n}-{i % 3}@example.se")
+            try:
+                with rt.db.begin() as session:
+                    suppressions.add(
+                        session,
+                        target,
+                        "news",
+                        Reason.unsubscribe,
+                        source="test",
+                        actor=f"t{n}",
+                        now=audit.utcnow(),
+                    )
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with rt.db.begin(write=False) as session:
+        result = audit.verify(session)
+        rows = session.scalars(select(Suppression)).all()
+    assert result.ok
+    assert len(rows) == 6 * 3
+    assert sum(e.action == "add" for e in events(rt)) == 18

@@ -33,7 +33,7 @@ class Instance:
         self.rt: Runtime = self.app.extensions["suppress"]
 
     def cli(self, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
-        monkeypatch.setattr(cli, "_runtime", self.rt)
+        monkeypatch.setattr(cli, "runtime", lambda: self.rt)
         return CliRunner().invoke(cli.main, list(args))
 
     def check(self, email: str, list_name: str = "news") -> bool:
@@ -181,10 +181,11 @@ def test_serve_warns_at_start_up_about_unconfigured_peppers(
 ) -> None:
     suppress_people(instances(OLD_PEPPER))
     dropped = instances(TEST_PEPPER)
-    monkeypatch.setattr(cli, "_runtime", dropped.rt)
+    monkeypatch.setattr(cli, "runtime", lambda: dropped.rt)
     cli.warn_unconfigured_peppers()
     assert "pepper(s) t0 that are not configured" in capsys.readouterr().err
-    monkeypatch.setattr(cli, "_runtime", instances(f"{TEST_PEPPER},{OLD_PEPPER}").rt)
+    restored = instances(f"{TEST_PEPPER},{OLD_PEPPER}")
+    monkeypatch.setattr(cli, "runtime", lambda: restored.rt)
     cli.warn_unconfigured_peppers()
     assert capsys.readouterr().err == ""
 

@@ -1,17 +1,104 @@
-"""The privacy policy's promises, each stated as a test (docs/privacy.md maps them)."""
+"""Privacy: no plaintext address in the database files, WAL or log; and the privacy
+policy's promises, each stated as a test (docs/privacy.md maps them)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import requests
 from flask.testing import FlaskClient
-from sqlalchemy import inspect, select
+from sqlalchemy import create_engine, inspect, select, text
 
 from suppress import addresses, audit, suppressions
 from suppress.models import AuditEvent, Suppression
 from suppress.runtime import Runtime
 
-from .conftest import bearer
+from .conftest import LiveServer, bearer, postgres_schema
+
+PEOPLE = [
+    "Greta.Privat+news@Example.se",
+    "privacy.probe@example.com",
+    "ÅSA.Hemlig@företag.se",
+    "p.r.i.v.a.t.e@gmail.com",
+]
+NEEDLES = ["greta.privat", "privacy.probe", "hemlig", "p.r.i.v.a.t.e", "private@gmail"]
+
+
+def exercise(server: LiveServer) -> None:
+    token = server.cli("keys", "create", "--name", "privacy", "--role", "admin").stdout.split()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    for email in PEOPLE:
+        for path, body in (
+            ("/v1/suppressions", {"email": email, "list": "news", "reason": "unsubscribe"}),
+            ("/v1/check", {"email": email, "list": "news"}),
+            ("/v1/suppressions", {"email": email, "list": "bad list!", "reason": "unsubscribe"}),
+            ("/v1/suppressions", {"email": email, "list": "news", "reason": "nope"}),
+            (
+                "/v1/suppressions",
+                {"email": email, "list": "news", "reason": "manual", "source": f"pasted {email}"},
+            ),
+        ):
+            requests.post(
+                server.url + path,
+                json=body,
+                headers={**headers, "Idempotency-Key": email[:5]},
+                timeout=10,
+            )
+        server.cli("check", email, "--list", "news")
+        server.cli("add", email, "--list", "global", "--reason", "objection")
+    requests.post(
+        server.url + "/v1/check",
+        json={"email": "broken@@example.se", "list": "news"},
+        headers=headers,
+        timeout=10,
+    )
+
+
+def assert_clean(blob: bytes, where: str) -> None:
+    lowered = blob.lower()
+    for needle in NEEDLES:
+        for encoded in (needle.encode(), needle.encode("utf-16-le")):
+            assert encoded not in lowered, f"{needle!r} found in {where}"
+
+
+def test_no_plaintext_in_sqlite_files_or_log(tmp_path: Path) -> None:
+    db_file = tmp_path / "privacy.db"
+    server = LiveServer(f"sqlite:///{db_file}", tmp_path)
+    try:
+        exercise(server)
+        files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith("privacy.db")]
+        assert any(p.name.endswith("-wal") for p in files), "the WAL should exist while serving"
+        for path in files:
+            assert_clean(path.read_bytes(), path.name)
+    finally:
+        server.stop()
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert_clean(path.read_bytes(), str(path.relative_to(tmp_path)))
+
+
+def test_no_plaintext_in_postgres_tables_or_log(tmp_path: Path) -> None:
+    with postgres_schema() as db_url:
+        check_postgres(db_url, tmp_path)
+
+
+def check_postgres(db_url: str, tmp_path: Path) -> None:
+    server = LiveServer(db_url, tmp_path)
+    try:
+        exercise(server)
+    finally:
+        server.stop()
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            rows = conn.execute(text(f'SELECT CAST(t AS text) FROM "{table}" t')).scalars().all()
+            assert_clean("\n".join(rows).encode(), f"table {table}")
+    engine.dispose()
+    assert_clean(server.log_path.read_bytes(), "server log")
+
+
+# --- the privacy policy's promises -------------------------------------------------------
 
 
 def allowed(rt: Runtime, email: str, list_name: str, now: datetime) -> bool:
@@ -83,3 +170,15 @@ def test_an_access_request_is_answered_from_one_call_and_its_date_is_kept(
         (event,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "lookup")).all()
     assert before <= event.at <= after
     assert event.detail["reference"] == "DSR-2026-031"
+
+
+def test_an_opt_out_cannot_land_on_a_list_nobody_checks(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    # "news\n" once passed the list pattern ($ matches before a final newline) and was stored
+    # as a list of its own, which no check for "news" would ever find.
+    for name in ("news\n", "news\r\n", " news"):
+        body = {"email": "kim@example.se", "list": name, "reason": "unsubscribe"}
+        response = client.post("/v1/suppressions", json=body, headers=bearer(tokens["recorder"]))
+        assert response.status_code == 422, name
+        assert response.get_json()["error"]["code"] == "invalid_list"
