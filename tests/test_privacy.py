@@ -25,7 +25,9 @@ PEOPLE = [
 NEEDLES = ["greta.privat", "privacy.probe", "hemlig", "p.r.i.v.a.t.e", "private@gmail"]
 
 
-def exercise(server: LiveServer) -> None:
+def exercise(server: LiveServer) -> list[bytes]:
+    """Drive success and error paths; return the bodies of every error response."""
+    errors: list[bytes] = []
     token = server.cli("keys", "create", "--name", "privacy", "--role", "admin").stdout.split()[-1]
     headers = {"Authorization": f"Bearer {token}"}
     for email in PEOPLE:
@@ -39,20 +41,29 @@ def exercise(server: LiveServer) -> None:
                 {"email": email, "list": "news", "reason": "manual", "source": f"pasted {email}"},
             ),
         ):
-            requests.post(
+            response = requests.post(
                 server.url + path,
                 json=body,
                 headers={**headers, "Idempotency-Key": email[:5]},
                 timeout=10,
             )
-        server.cli("check", email, "--list", "news")
-        server.cli("add", email, "--list", "global", "--reason", "objection")
+            if response.status_code >= 400:
+                errors.append(response.content)
+        for args in (
+            ("check", email, "--list", "news"),
+            ("add", email, "--list", "global", "--reason", "objection"),
+            ("add", email, "--list", "x", "--reason", "nope"),
+        ):
+            result = server.cli(*args)
+            if result.returncode == 2:
+                errors.append(result.stderr.encode())
     requests.post(
         server.url + "/v1/check",
         json={"email": "broken@@example.se", "list": "news"},
         headers=headers,
         timeout=10,
     )
+    return errors
 
 
 def assert_clean(blob: bytes, where: str) -> None:
@@ -66,7 +77,10 @@ def test_no_plaintext_in_sqlite_files_or_log(tmp_path: Path) -> None:
     db_file = tmp_path / "privacy.db"
     server = LiveServer(f"sqlite:///{db_file}", tmp_path)
     try:
-        exercise(server)
+        errors = exercise(server)
+        assert len(errors) >= 3 * len(PEOPLE)
+        for body in errors:
+            assert_clean(body, "an error response")
         files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith("privacy.db")]
         assert any(p.name.endswith("-wal") for p in files), "the WAL should exist while serving"
         for path in files:
@@ -86,7 +100,8 @@ def test_no_plaintext_in_postgres_tables_or_log(tmp_path: Path) -> None:
 def check_postgres(db_url: str, tmp_path: Path) -> None:
     server = LiveServer(db_url, tmp_path)
     try:
-        exercise(server)
+        for body in exercise(server):
+            assert_clean(body, "an error response")
     finally:
         server.stop()
     engine = create_engine(db_url)
