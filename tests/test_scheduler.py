@@ -20,6 +20,7 @@ from suppress.models import AuditEvent, JobRun, Reason
 from suppress.runtime import Runtime
 
 from .conftest import bearer, settings
+from .test_audit import tamper
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -291,10 +292,7 @@ def test_expire_job_lifts_lapsed_bounces(jobs_rt: Runtime) -> None:
 
 def test_verify_audit_fails_on_a_tampered_chain(jobs_rt: Runtime) -> None:
     assert scheduler.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
-    with jobs_rt.db.begin() as session:
-        event = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).first()
-        assert event is not None
-        event.actor = "someone-else"
+    tamper(jobs_rt, "UPDATE audit_event SET actor = 'someone-else' WHERE id = 1")
     outcome = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
     assert outcome.status == "failed"
     assert outcome.run["summary"]["ok"] is False
