@@ -51,7 +51,7 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
         401: "Missing or unknown API key",
         403: "Role too low",
         404: "Nothing matched",
-        413: "Body too large",
+        413: "Body too large, or more items than the route allows",
         422: "Invalid input",
         503: "Database unavailable: nothing was decided",
     }
@@ -184,6 +184,111 @@ def spec(base_url: str) -> dict[str, Any]:
                     ),
                 ),
             },
+            "/v1/unsubscribe-links": {
+                "post": _op(
+                    "Unsubscribe links and RFC 8058 headers for a batch of recipients of one list",
+                    "mailer",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "list": LIST_NAME,
+                            "emails": {
+                                "type": "array",
+                                "items": {"type": "string", "maxLength": 512},
+                                "maxItems": 10000,
+                            },
+                        },
+                        "required": ["list", "emails"],
+                    },
+                    _responses(
+                        {
+                            "200": {
+                                "description": "One link per valid address, in input order",
+                                **_json(_ref("Links")),
+                            }
+                        },
+                        *auth_errors,
+                        413,
+                    ),
+                )
+            },
+            "/u/{token}": {
+                "parameters": [
+                    {
+                        "name": "token",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 512},
+                        "description": "Signed token of an unsubscribe link: digest, key id, list.",
+                    }
+                ],
+                "get": _op(
+                    "Landing page (HTML, Swedish or English); never changes anything",
+                    None,
+                    None,
+                    {
+                        "200": {"description": "The page", "content": {"text/html": {}}},
+                        "400": {
+                            "description": "Tampered, truncated or retired token",
+                            "content": {"text/html": {}},
+                        },
+                        "429": {
+                            "description": "Rate limited per client IP; see Retry-After",
+                            "content": {"text/html": {}},
+                        },
+                    },
+                    parameters=[
+                        {
+                            "name": "lang",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "examples": ["sv", "en"]},
+                            "description": "Language switch (en or a catalog's language); "
+                            "default: Accept-Language.",
+                        }
+                    ],
+                ),
+                "post": _op(
+                    "Unsubscribe: RFC 8058 one-click, or the landing page's form; idempotent",
+                    None,
+                    None,
+                    {
+                        "200": {
+                            "description": "Confirmation page; committed before it is sent",
+                            "content": {"text/html": {}},
+                        },
+                        "400": {
+                            "description": "Bad token, or no choice made; nothing recorded",
+                            "content": {"text/html": {}},
+                        },
+                        "429": {
+                            "description": "Rate limited per client IP; see Retry-After",
+                            "content": {"text/html": {}},
+                        },
+                        "503": {
+                            "description": "Database unavailable; nothing recorded",
+                            "content": {"text/html": {}},
+                        },
+                    },
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "List-Unsubscribe": {
+                                            "type": "string",
+                                            "enum": ["One-Click"],
+                                        },
+                                        "scope": {"type": "string", "enum": ["list", "global"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                ),
+            },
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
             },
@@ -254,6 +359,44 @@ def spec(base_url: str) -> dict[str, Any]:
                         "expires_at": {"type": ["string", "null"], "format": "date-time"},
                     },
                     "required": ["digest", "key_id", "kind", "list", "reason", "created_at"],
+                },
+                "Links": {
+                    "type": "object",
+                    "properties": {
+                        "links": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string", "description": "As given"},
+                                    "url": {"type": "string", "format": "uri"},
+                                    "headers": {
+                                        "type": "object",
+                                        "properties": {
+                                            "List-Unsubscribe": {"type": "string"},
+                                            "List-Unsubscribe-Post": {
+                                                "const": "List-Unsubscribe=One-Click"
+                                            },
+                                        },
+                                        "required": ["List-Unsubscribe", "List-Unsubscribe-Post"],
+                                    },
+                                },
+                                "required": ["email", "url", "headers"],
+                            },
+                        },
+                        "invalid": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string"},
+                                    "code": {"type": "string"},
+                                },
+                                "required": ["email", "code"],
+                            },
+                        },
+                    },
+                    "required": ["links", "invalid"],
                 },
                 "AddResult": {
                     "type": "object",
