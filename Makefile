@@ -37,7 +37,7 @@ translations: install
 	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project=suppress \
 		--version=1 --copyright-holder=suppress -o suppress/translations/messages.pot .
 	$(BIN)/pybabel update -i suppress/translations/messages.pot -d suppress/translations \
-		--no-location --width=100 --ignore-pot-creation-date
+		--width=100 --ignore-pot-creation-date
 	$(BIN)/pybabel compile -d suppress/translations --statistics
 
 # Re-take docs/unsubscribe-*.png with the real-browser test (Debian's /usr/bin/chromium).
