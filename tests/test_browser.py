@@ -119,7 +119,9 @@ def test_recipient_unsubscribes_from_everything_in_a_real_browser(
 
     # Contrast of every kind of text on the page (WCAG AA: 4.5:1).
     for selector in ("h1", "legend", ".hint", ".note", "header a", "button"):
-        assert contrast(page, selector, None if selector == "button" else "rgb(255, 255, 255)") >= 4.5
+        assert (
+            contrast(page, selector, None if selector == "button" else "rgb(255, 255, 255)") >= 4.5
+        )
 
     everything = page.get_by_role("radio", name=re.compile("All direktmarknadsföring"))
     everything.check()

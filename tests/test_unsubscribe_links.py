@@ -51,7 +51,8 @@ def test_invalid_addresses_are_listed_apart(client: FlaskClient, tokens: dict[st
     assert status == 200
     assert [entry["email"] for entry in body["links"]] == ["ok@example.se"]
     assert body["invalid"] == [
-        {"email": e, "code": "invalid_email"} for e in ("Name <a@example.se>", "nobody@localhost", "")
+        {"email": e, "code": "invalid_email"}
+        for e in ("Name <a@example.se>", "nobody@localhost", "")
     ]
 
 
