@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, idempotency, suppressions, tokens
+from . import addresses, apikeys, audit, idempotency, metrics, suppressions, tokens
 from .addresses import Target
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
@@ -49,8 +49,11 @@ def requires(role: Role) -> Callable[[F], F]:
             principal.require(role)
             now = audit.utcnow()
             if principal.needs_touch(now):
-                with rt.db.begin() as session:
-                    apikeys.touch(session, principal)
+                try:
+                    with rt.db.begin() as session:
+                        apikeys.touch(session, principal)
+                except SuppressError as exc:  # bookkeeping only: never fail a check over it
+                    log.warning("could not record API key use: %s", exc.message)
             g.principal = principal
             return view(*args, **kwargs)
 
@@ -183,6 +186,7 @@ def check() -> Any:
     target = addresses.address_target(runtime().ring, email)
     with runtime().db.begin(write=False) as session:
         verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+    metrics.verdict(verdict.allowed)
     rekey_quietly(verdict)
     return jsonify(verdict_json(email, list_name, verdict))
 

@@ -194,7 +194,9 @@ def spec(base_url: str) -> dict[str, Any]:
                             "list": LIST_NAME,
                             "emails": {
                                 "type": "array",
-                                "items": {"type": "string", "maxLength": 512},
+                                # Inputs that are no address (too long, say) are
+                                # answered under "invalid", not refused.
+                                "items": {"type": "string"},
                                 "maxItems": 10000,
                             },
                         },
@@ -291,6 +293,19 @@ def spec(base_url: str) -> dict[str, Any]:
             },
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
+            },
+            "/metrics": {
+                "get": _op(
+                    "Prometheus metrics",
+                    None,
+                    None,
+                    {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                )
             },
             "/healthz": {
                 "get": _op("Liveness", None, None, {"200": {"description": "The process is up"}})

@@ -26,7 +26,10 @@ class Runtime:
         """Load configuration and secrets (fail fast) and open the database engine."""
         cfg = config_module.load(overrides)
         db = Database(
-            cfg.database_url, busy_timeout_ms=cfg.sqlite_busy_timeout_ms, pool_size=cfg.pool_size
+            cfg.database_url,
+            busy_timeout_ms=cfg.sqlite_busy_timeout_ms,
+            pool_size=cfg.pool_size,
+            statement_timeout_ms=cfg.statement_timeout_ms,
         )
         ring = KeyRing(cfg.peppers)
         return cls(
