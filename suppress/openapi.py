@@ -87,6 +87,13 @@ TARGET: dict[str, Any] = {
     },
     "required": ["list"],
 }
+UNSUBSCRIBE_TOKEN = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 512},
+    "description": "Signed token of an unsubscribe link: digest, key id, list.",
+}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -215,15 +222,6 @@ def spec(base_url: str) -> dict[str, Any]:
                 )
             },
             "/u/{token}": {
-                "parameters": [
-                    {
-                        "name": "token",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "maxLength": 512},
-                        "description": "Signed token of an unsubscribe link: digest, key id, list.",
-                    }
-                ],
                 "get": _op(
                     "Landing page (HTML, Swedish or English); never changes anything",
                     None,
@@ -240,6 +238,7 @@ def spec(base_url: str) -> dict[str, Any]:
                         },
                     },
                     parameters=[
+                        UNSUBSCRIBE_TOKEN,
                         {
                             "name": "lang",
                             "in": "query",
@@ -247,7 +246,7 @@ def spec(base_url: str) -> dict[str, Any]:
                             "schema": {"type": "string", "examples": ["sv", "en"]},
                             "description": "Language switch (en or a catalog's language); "
                             "default: Accept-Language.",
-                        }
+                        },
                     ],
                 ),
                 "post": _op(
@@ -272,6 +271,7 @@ def spec(base_url: str) -> dict[str, Any]:
                             "content": {"text/html": {}},
                         },
                     },
+                    parameters=[UNSUBSCRIBE_TOKEN],
                     requestBody={
                         "required": True,
                         "content": {
