@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, idempotency, metrics, suppressions, tokens
+from . import access, addresses, apikeys, audit, idempotency, metrics, suppressions, tokens
 from .addresses import Target
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
@@ -118,6 +118,19 @@ def email_list(data: dict[str, Any], limit: int) -> list[str]:
     if len(emails) > limit:
         raise PayloadTooLarge(f"at most {limit:,} addresses per request; split the batch")
     return emails
+
+
+MAX_ID = 2**63 - 1
+
+
+def int_arg(name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer query parameter in [minimum, 2**63 - 1]."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= MAX_ID:
+        raise InvalidRequest(f"{name} must be an integer from {minimum} to {MAX_ID}")
+    return int(value)
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -263,3 +276,54 @@ def unsubscribe_links() -> Any:
             "invalid": [{"email": email, "code": code} for email, code in invalid],
         }
     )
+
+
+@bp.post("/lookup")
+@requires(Role.admin)
+def lookup() -> Any:
+    data = json_body()
+    email = text_field(data, "email")
+    reference = suppressions.validate_text("reference", data.get("reference"), required=False)
+    target = addresses.address_target(runtime().ring, email)
+    with runtime().db.begin() as session:
+        found = access.lookup(session, target, actor=g.principal.actor, reference=reference or None)
+    return jsonify({"email": email, **found})
+
+
+@bp.get("/export")
+@requires(Role.admin)
+def export() -> Any:
+    fmt = access.parse_format(request.args.get("format", "ndjson"))
+    rt = runtime()
+    with rt.db.begin() as session:
+        access.record_export(session, fmt, actor=g.principal.actor)
+
+    def stream() -> Iterator[str]:
+        # A database failure mid-stream aborts the response (no terminating chunk), so a
+        # truncated export can never pass for a complete one.
+        with rt.db.begin(write=False) as session:
+            yield from access.render(access.rows(session), fmt)
+
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(stream(), mimetype=mimetype)
+
+
+@bp.get("/audit")
+@requires(Role.admin)
+def audit_events() -> Any:
+    after, limit = int_arg("after", 0), int_arg("limit", 100, minimum=1)
+    action = audit.parse_action(request.args.get("action"))
+    with runtime().db.begin(write=False) as session:
+        events = [
+            audit.describe(e) for e in audit.page(session, after=after, limit=limit, action=action)
+        ]
+    return jsonify({"events": events, "next_after": events[-1]["id"] if events else after})
+
+
+@bp.get("/audit/verify")
+@requires(Role.admin)
+def audit_verify() -> Any:
+    anchor = request.args.get("anchor")
+    with runtime().db.begin(write=False) as session:
+        result = audit.verify(session, anchor=None if anchor is None else audit.parse_hash(anchor))
+    return jsonify(result.to_dict())
