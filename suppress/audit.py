@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from .models import AuditEvent
@@ -30,16 +30,25 @@ def naive_utc(moment: datetime) -> datetime:
 
 def canonical(event: AuditEvent) -> bytes:
     """The bytes an event's hash covers: every field but id and the hashes, in fixed order."""
+    return _canonical(
+        {name: getattr(event, name) for name in _HASHED},
+    )
+
+
+_HASHED = ("action", "actor", "at", "detail", "digest", "kind", "list", "reason", "source")
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
     body = {
-        "action": event.action,
-        "actor": event.actor,
-        "at": event.at.isoformat(timespec="microseconds"),
-        "detail": event.detail,
-        "digest": event.digest.hex() if event.digest else None,
-        "kind": event.kind,
-        "list": event.list,
-        "reason": event.reason,
-        "source": event.source,
+        "action": fields["action"],
+        "actor": fields["actor"],
+        "at": fields["at"].isoformat(timespec="microseconds"),
+        "detail": fields["detail"],
+        "digest": fields["digest"].hex() if fields["digest"] else None,
+        "kind": fields["kind"],
+        "list": fields["list"],
+        "reason": fields["reason"],
+        "source": fields["source"],
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -98,6 +107,27 @@ def record(
     session.add(event)
     session.flush()
     return event
+
+
+def record_many(session: Session, events: list[dict[str, Any]]) -> None:
+    """Append many events in order in one statement (bulk imports); same chain as record().
+
+    Each event is a mapping of action, actor, digest, kind, list, reason, source, detail and
+    optionally at; missing fields are None (detail: {}).
+    """
+    if not events:
+        return
+    prev = _lock_head(session)
+    now = utcnow()
+    rows = []
+    for event in events:
+        fields = {name: event.get(name) for name in _HASHED}
+        fields["at"] = (fields["at"] or now).replace(tzinfo=None)
+        fields["detail"] = fields["detail"] or {}
+        digest = hashlib.sha256(prev + _canonical(fields)).digest()
+        rows.append({**fields, "prev_hash": prev, "hash": digest})
+        prev = digest
+    session.execute(insert(AuditEvent), rows)
 
 
 @dataclass(frozen=True)
