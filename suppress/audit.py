@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from .db import insert_rows
 from .models import AuditEvent
 
 GENESIS = bytes(32)
@@ -109,25 +111,68 @@ def record(
     return event
 
 
-def record_many(session: Session, events: list[dict[str, Any]]) -> None:
-    """Append many events in order in one statement (bulk imports); same chain as record().
+class _DigestSlot:
+    """Stands in for the digest while the shared part of many events is serialized once."""
 
-    Each event is a mapping of action, actor, digest, kind, list, reason, source, detail and
-    optionally at; missing fields are None (detail: {}).
-    """
-    if not events:
+    def hex(self) -> str:
+        return "\x00"
+
+
+_AUDIT_COLUMNS = (
+    "at",
+    "action",
+    "digest",
+    "kind",
+    "list",
+    "reason",
+    "source",
+    "actor",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+
+
+def record_uniform(
+    session: Session,
+    digests: Sequence[bytes],
+    *,
+    action: str,
+    actor: str,
+    kind: str | None = None,
+    list: str | None = None,
+    reason: str | None = None,
+    source: str | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one event per digest, all else equal (bulk imports): the chain record() makes."""
+    if not digests:
         return
+    fields = {
+        "action": action,
+        "actor": actor,
+        "at": (at or utcnow()).replace(tzinfo=None),
+        "detail": detail or {},
+        "digest": _DigestSlot(),
+        "kind": kind,
+        "list": list,
+        "reason": reason,
+        "source": source,
+    }
+    # Only the digest differs between the events: serialize the rest once.
+    head, slot, tail = _canonical(fields).partition(b"\\u0000")
+    assert slot and b"\\u0000" not in tail
     prev = _lock_head(session)
-    now = utcnow()
     rows = []
-    for event in events:
-        fields = {name: event.get(name) for name in _HASHED}
-        fields["at"] = (fields["at"] or now).replace(tzinfo=None)
-        fields["detail"] = fields["detail"] or {}
-        digest = hashlib.sha256(prev + _canonical(fields)).digest()
-        rows.append({**fields, "prev_hash": prev, "hash": digest})
-        prev = digest
-    session.execute(insert(AuditEvent), rows)
+    for digest in digests:
+        link = hashlib.sha256(prev + head + digest.hex().encode() + tail).digest()
+        rows.append(
+            (fields["at"], action, digest, kind, list, reason, source, actor, fields["detail"])
+            + (prev, link)
+        )
+        prev = link
+    insert_rows(session, AuditEvent.__table__, _AUDIT_COLUMNS, rows)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, any_, bindparam, delete, insert, or_, select
+from sqlalchemy import LargeBinary, any_, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from . import audit
 from .addresses import SCHEME, Target, contains_address
+from .db import insert_rows
 from .errors import InvalidList, InvalidRequest, NotFound, Unprocessable
 from .models import GLOBAL_LIST, LIST_PATTERN, Kind, Reason, Suppression
 
@@ -255,39 +256,27 @@ def import_batch(
         added += created
         existing += not created
     if fresh:
-        session.execute(
-            insert(Suppression),
+        insert_rows(
+            session,
+            Suppression.__table__,  # type: ignore[arg-type]
+            ("digest", "key_id", "scheme", "kind", "list", "reason", "source", "created_at"),
             [
-                {
-                    "digest": t.active.value,
-                    "key_id": t.active.key_id,
-                    "scheme": SCHEME,
-                    "kind": Kind.address,
-                    "list": list_name,
-                    "reason": reason,
-                    "source": source,
-                    "created_at": now,
-                    "expires_at": None,
-                }
+                (t.active.value, t.active.key_id, SCHEME, Kind.address, list_name, reason)
+                + (source, now)
                 for t in fresh
             ],
         )
-        audit.record_many(
+        audit.record_uniform(
             session,
-            [
-                {
-                    "action": "add",
-                    "actor": actor,
-                    "digest": t.active.value,
-                    "kind": Kind.address.value,
-                    "list": list_name,
-                    "reason": reason.value,
-                    "source": source,
-                    "detail": {"expires_at": None, "via": "import"},
-                    "at": now,
-                }
-                for t in fresh
-            ],
+            [t.active.value for t in fresh],
+            action="add",
+            actor=actor,
+            kind=Kind.address.value,
+            list=list_name,
+            reason=reason.value,
+            source=source,
+            detail={"expires_at": None, "via": "import"},
+            at=now,
         )
         added += len(fresh)
     return ImportCounts(added=added, existing=existing)

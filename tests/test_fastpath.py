@@ -184,3 +184,14 @@ def test_plain_ascii_takes_the_fast_path(raw: str) -> None:
 )
 def test_edge_input_takes_the_full_path(raw: str) -> None:
     assert addresses._fast_split(raw.strip()) is None
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=1, max_size=200), st.text(max_size=80))
+def test_keyring_digest_is_standard_hmac_sha256(key: bytes, message: str) -> None:
+    import hmac
+
+    ring = addresses.KeyRing([("k", key)])
+    expected = hmac.new(key, f"a:n1:{message}".encode(), "sha256").digest()
+    assert ring.address(message) == expected
+    assert ring.domain(message) == hmac.new(key, f"d:n1:{message}".encode(), "sha256").digest()
