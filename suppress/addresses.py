@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
@@ -134,9 +134,8 @@ def contains_address(text: str) -> bool:
     return bool(_ADDRESS_LIKE.search(text))
 
 
-@dataclass(frozen=True)
-class Digest:
-    """One keyed digest of a normalized value."""
+class Digest(NamedTuple):
+    """One keyed digest of a normalized value (a tuple: the bulk paths make millions)."""
 
     key_id: str
     value: bytes

@@ -38,16 +38,21 @@ def iter_lines(stream: IO[bytes] | Iterable[bytes], chunk: int = READ_CHUNK) -> 
     read = getattr(stream, "read", None)
     chunks: Iterable[bytes] = iter(lambda: read(chunk), b"") if read else stream
     rest = b""
-    first = True
+    start = True  # until three bytes have arrived, a byte-order mark may still be coming
     for data in chunks:
-        if first and data:
-            data = data.removeprefix(b"\xef\xbb\xbf")
-            first = False
         data = rest + data
+        if start:
+            if len(data) < 3 and b"\n" not in data:
+                rest = data
+                continue
+            data = data.removeprefix(b"\xef\xbb\xbf")
+            start = False
         lines = data.split(b"\n")
         rest = lines.pop()
         for line in lines:
             yield line[:-1] if line.endswith(b"\r") else line
+    if start:
+        rest = rest.removeprefix(b"\xef\xbb\xbf")
     if rest:
         yield rest[:-1] if rest.endswith(b"\r") else rest
 
