@@ -325,9 +325,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited; see {self.log.name}")
             try:
-                requests.get(self.url + "/healthz", timeout=1)
+                requests.get(self.url + "/healthz", timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         raise RuntimeError(f"server not ready; see {self.log.name}")
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import requests
 
+from suppress.models import Role
+
 from .common import (
     Recipients,
     Server,
@@ -31,7 +33,6 @@ from .common import (
     runtime,
     time_limit,
 )
-from suppress.models import Role
 
 
 def main() -> None:

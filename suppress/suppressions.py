@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -88,33 +88,6 @@ class Verdict:
 def _active_digest_map(target: Target) -> dict[bytes, bytes]:
     groups = (target.digests, *target.domain_digests)
     return {d.value: group[0].value for group in groups for d in group}
-
-
-def check(session: Session, target: Target, list_name: str, *, now: datetime) -> Verdict:
-    """Whether an address may receive marketing on a list, with the reasons if not."""
-    addresses = {d.value for d in target.digests}
-    domains = {d.value for group in target.domain_digests for d in group}
-    rows = session.scalars(
-        select(Suppression).where(
-            Suppression.digest.in_(addresses | domains),
-            Suppression.list.in_({list_name, GLOBAL_LIST}),
-            or_(Suppression.expires_at.is_(None), Suppression.expires_at > now),
-        )
-    ).all()
-    matched = [
-        r
-        for r in rows
-        if (r.kind is Kind.address and r.digest in addresses)
-        or (r.kind is Kind.domain and r.digest in domains)
-    ]
-    matched.sort(key=lambda r: (r.list != GLOBAL_LIST, r.kind is Kind.domain, r.created_at))
-    active_id = target.active.key_id
-    active = _active_digest_map(target)
-    return Verdict(
-        allowed=not matched,
-        hits=tuple(Hit(r.list, r.kind.value, r.reason.value, r.created_at) for r in matched),
-        stale=tuple((r.id, active[r.digest]) for r in matched if r.key_id != active_id),
-    )
 
 
 # Digests per IN list on SQLite (its limit is 32,766 parameters per statement) and per
@@ -240,6 +213,11 @@ def check_many(
             )
         )
     return verdicts
+
+
+def check(session: Session, target: Target, list_name: str, *, now: datetime) -> Verdict:
+    """Whether an address may receive marketing on a list, with the reasons if not."""
+    return check_many(session, [target], list_name, now=now)[0]
 
 
 @dataclass(frozen=True)
