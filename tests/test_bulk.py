@@ -448,3 +448,26 @@ def test_import_of_more_than_1_mib(
     result = post_import(client, tokens["recorder"], body, key="big").get_json()
     assert (result["received"], result["added"]) == (40_000, 40_000)
     assert count(rt) == 40_000
+
+
+def test_openapi_documents_the_bulk_routes(client: FlaskClient) -> None:
+    paths = client.get("/v1/openapi.json").get_json()["paths"]
+    filter_op = paths["/v1/filter"]["post"]
+    assert set(filter_op["requestBody"]["content"]) == {
+        "application/json",
+        "text/plain",
+        "text/csv",
+    }
+    assert (
+        filter_op["requestBody"]["content"]["application/json"]["schema"]["properties"]["emails"][
+            "maxItems"
+        ]
+        == api.MAX_FILTER_EMAILS
+    )
+    imports = paths["/v1/imports"]["post"]
+    assert {p["name"] for p in imports["parameters"]} == {
+        "list",
+        "reason",
+        "source",
+        "Idempotency-Key",
+    }
