@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
-    from . import api, health, web
+    from . import api, health, metrics, web
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
@@ -20,4 +20,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     web.init_app(app)
+    metrics.init_app(app)
     return app

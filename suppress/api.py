@@ -13,7 +13,7 @@ from typing import IO, Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, bulk, idempotency, suppressions
+from . import addresses, apikeys, audit, bulk, idempotency, metrics, suppressions
 from .addresses import Target
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
@@ -58,8 +58,11 @@ def requires(role: Role) -> Callable[[F], F]:
             principal.require(role)
             now = audit.utcnow()
             if principal.needs_touch(now):
-                with rt.db.begin() as session:
-                    apikeys.touch(session, principal)
+                try:
+                    with rt.db.begin() as session:
+                        apikeys.touch(session, principal)
+                except SuppressError as exc:  # bookkeeping only: never fail a check over it
+                    log.warning("could not record API key use: %s", exc.message)
             g.principal = principal
             return view(*args, **kwargs)
 
@@ -188,6 +191,14 @@ def replay_spool(spool: IO[bytes], trailer: bytes) -> Iterator[bytes]:
         spool.close()
 
 
+def count_verdicts(allowed: int, suppressed: int) -> None:
+    """Bulk filter answers in the metrics."""
+    if allowed:
+        metrics.verdict(True, bulk=allowed)
+    if suppressed:
+        metrics.verdict(False, bulk=suppressed)
+
+
 def stream_filter(list_name: str, csv_mode: bool) -> Response:
     """The streamed filter: read and check the whole body, then answer (DESIGN §5)."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
@@ -203,6 +214,7 @@ def stream_filter(list_name: str, csv_mode: bool) -> Response:
     except BaseException:
         spool.close()
         raise
+    count_verdicts(totals.allowed, totals.suppressed)
     trailer = (totals.trailer() + "\n").encode()
     # A known length lets every client detect a cut-off answer, even before the trailer.
     length = spool.tell() + len(trailer)
@@ -265,6 +277,7 @@ def check() -> Any:
     target = addresses.address_target(runtime().ring, email)
     with runtime().db.begin(write=False) as session:
         verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+    metrics.verdict(verdict.allowed)
     rekey_quietly(verdict)
     return jsonify(verdict_json(email, list_name, verdict))
 
@@ -330,7 +343,9 @@ def filter_recipients() -> Any:
             f"at most {MAX_FILTER_EMAILS} addresses per JSON request; "
             "stream larger lists as text/plain"
         )
-    return jsonify(bulk.filter_emails(runtime(), emails, list_name, actor=g.principal.actor))
+    result = bulk.filter_emails(runtime(), emails, list_name, actor=g.principal.actor)
+    count_verdicts(len(result["allowed"]), len(result["suppressed"]))
+    return jsonify(result)
 
 
 @bp.post("/imports")

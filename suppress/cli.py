@@ -65,6 +65,16 @@ def runtime() -> Runtime:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """suppress: the marketing suppression list and mailing gatekeeper."""
+    global _runtime
+    _runtime = None  # each invocation reads configuration afresh
+    click.get_current_context().call_on_close(_close)
+
+
+def _close() -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.db.dispose()
+        _runtime = None
 
 
 @main.command()

@@ -27,6 +27,7 @@ class Config:
 
     database_url: str
     sqlite_busy_timeout_ms: int
+    statement_timeout_ms: int
     pool_size: int
     peppers: tuple[tuple[str, bytes], ...]
     token_secrets: tuple[str, ...]
@@ -182,6 +183,7 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     return Config(
         database_url=url,
         sqlite_busy_timeout_ms=int(database["sqlite_busy_timeout_ms"]),
+        statement_timeout_ms=int(database["statement_timeout_ms"]),
         pool_size=int(database["pool_size"]),
         peppers=peppers,
         token_secrets=token_secrets,

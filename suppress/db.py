@@ -38,6 +38,16 @@ def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
     return on_connect
 
 
+def _pg_statement_timeout(timeout_ms: int):  # type: ignore[no-untyped-def]
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A slow or locked database must become a 503 within bounded time, never a hang.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        dbapi_connection.commit()
+
+    return on_connect
+
+
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
     # reads and then writes fails at once with SQLITE_BUSY instead of waiting its turn.
@@ -97,13 +107,20 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
 class Database:
     """One engine and its read and write session factories."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 5):
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        pool_size: int = 5,
+        statement_timeout_ms: int = 0,
+    ):
         parsed = make_url(url)
         self.url = url
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             database = parsed.database or ""
-            if database and database != ":memory:":
+            if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
                 url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
@@ -116,6 +133,8 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             write_engine = self.engine
+            if statement_timeout_ms > 0:
+                event.listen(self.engine, "connect", _pg_statement_timeout(statement_timeout_ms))
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=write_engine, expire_on_commit=False)
 

@@ -292,6 +292,19 @@ def spec(base_url: str) -> dict[str, Any]:
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
             },
+            "/metrics": {
+                "get": _op(
+                    "Prometheus metrics",
+                    None,
+                    None,
+                    {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                )
+            },
             "/healthz": {
                 "get": _op("Liveness", None, None, {"200": {"description": "The process is up"}})
             },

@@ -24,6 +24,9 @@ class Runtime:
         """Load configuration and secrets (fail fast) and open the database engine."""
         cfg = config_module.load(overrides)
         db = Database(
-            cfg.database_url, busy_timeout_ms=cfg.sqlite_busy_timeout_ms, pool_size=cfg.pool_size
+            cfg.database_url,
+            busy_timeout_ms=cfg.sqlite_busy_timeout_ms,
+            pool_size=cfg.pool_size,
+            statement_timeout_ms=cfg.statement_timeout_ms,
         )
         return cls(config=cfg, db=db, ring=KeyRing(cfg.peppers))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -14,7 +17,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # newer gunicorn settings are skipped on older ones
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         # Each worker builds its own app, so no database connection crosses a fork.
@@ -23,8 +27,17 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def run(*, host: str, port: int, workers: int, timeout: int) -> None:
     """Serve until SIGTERM (gunicorn's graceful shutdown)."""
+    # Workers count metrics in files here; /metrics on any worker sums them all.
+    metrics_dir = tempfile.mkdtemp(prefix="suppress-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     _Gunicorn(
         {
             "bind": f"{host}:{port}",
@@ -35,5 +48,9 @@ def run(*, host: str, port: int, workers: int, timeout: int) -> None:
             "errorlog": "-",
             "worker_tmp_dir": "/dev/shm",
             "proc_name": "suppress",
+            # One control socket path per user would be shared by every instance on a host.
+            "control_socket_disable": True,
+            "child_exit": _child_exit,
+            "on_exit": lambda _server: shutil.rmtree(metrics_dir, ignore_errors=True),
         }
     ).run()

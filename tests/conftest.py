@@ -6,6 +6,7 @@ import base64
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,9 @@ def postgres_or_skip() -> str:
     pytest.skip(reason)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'suppress.db'}"
-        return
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL on the PostgreSQL test server whose search_path is a fresh, private schema."""
     base = postgres_or_skip()
     schema = "t_" + uuid.uuid4().hex[:12]
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
@@ -53,6 +51,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'suppress.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 def settings(
@@ -152,25 +160,53 @@ class LiveServer:
             **(extra_env or {}),
         }
         self.env.pop("SUPPRESS_CONFIG", None)
-        suppress = [sys.executable, "-m", "suppress.cli"]
-        subprocess.run([*suppress, "db", "upgrade"], env=self.env, check=True, capture_output=True)
-        self.log = self.log_path.open("wb")
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            [sys.executable, "-m", "suppress.cli", "db", "upgrade"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart) the server and wait until it is ready."""
+        import subprocess
+        import sys
+
+        self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                *suppress,
+                sys.executable,
+                "-m",
+                "suppress.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
                 "--workers",
-                str(workers),
+                str(self.workers),
             ],
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill() takes the workers too
         )
         self.wait_ready()
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once: a crash, not a shutdown."""
+        import signal
+
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self.log.close()
 
     def cli(self, *args: str) -> Any:
         """Run a `suppress` CLI command against the same database."""
@@ -190,6 +226,7 @@ class LiveServer:
 
         import requests
 
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -206,6 +243,7 @@ class LiveServer:
         """SIGTERM and wait: gunicorn shuts down gracefully."""
         import signal
 
+        assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
@@ -218,3 +256,14 @@ def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     server = LiveServer(db_url, tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def private_pg() -> Iterator[Any]:
+    """A PostgreSQL server of this test's own (needs the server binaries; CI has them)."""
+    from .pgcluster import PrivateCluster
+
+    postgres_or_skip()  # same policy: skipped loudly locally, required in CI
+    cluster = PrivateCluster(free_port())
+    yield cluster
+    cluster.destroy()

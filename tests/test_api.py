@@ -412,3 +412,29 @@ def test_lazy_rekey_moves_rows_to_the_active_pepper(db_url: str, tmp_path) -> No
         == 200
     )
     new_rt.db.dispose()
+
+
+@pytest.mark.parametrize("param", ["access_token", "token", "api_key", "key"])
+def test_api_keys_are_never_accepted_in_query_strings(
+    client: FlaskClient, tokens: dict[str, str], param: str
+) -> None:
+    response = client.post(
+        f"/v1/check?{param}={tokens['admin']}", json={"email": "a@example.se", "list": "news"}
+    )
+    assert response.status_code == 401
+
+
+def test_security_headers_on_every_response(client: FlaskClient, tokens: dict[str, str]) -> None:
+    for response in (
+        client.get("/healthz"),
+        client.get("/v1/nothing"),
+        client.post(
+            "/v1/check",
+            json={"email": "a@example.se", "list": "news"},
+            headers=bearer(tokens["mailer"]),
+        ),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Frame-Options"] == "DENY"

@@ -1,0 +1,133 @@
+"""Prometheus metrics: verdicts, request latency, suppressions by reason; gunicorn-aware."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+from sqlalchemy import func, select
+
+from .errors import SuppressError
+from .models import Suppression
+
+bp = Blueprint("metrics", __name__)
+
+CHECKS = Counter("suppress_checks", "Single checks answered, by verdict.", ["verdict"])
+FILTERED = Counter(
+    "suppress_filter_addresses", "Addresses answered by bulk filters, by verdict.", ["verdict"]
+)
+WRITES = Counter("suppress_suppression_writes", "Suppressions added or removed.", ["action"])
+LATENCY = Histogram(
+    "suppress_request_duration_seconds",
+    "Request latency by route and status.",
+    ["route", "method", "status"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+)
+
+
+def verdict(allowed: bool, *, bulk: int = 0) -> None:
+    """Count one check verdict (or `bulk` filter answers of one verdict)."""
+    label = "allowed" if allowed else "suppressed"
+    if bulk:
+        FILTERED.labels(label).inc(bulk)
+    else:
+        CHECKS.labels(label).inc()
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at scrape time (cached): suppressions by reason."""
+
+    def __init__(self, app: Flask, ttl: float):
+        self.app = app
+        self.ttl = ttl
+        self._cache: tuple[float, list[Any]] = (0.0, [])
+
+    def describe(self) -> list[Any]:
+        return []  # nothing to query at registration time
+
+    def collect(self) -> Iterator[Any]:
+        stamp, families = self._cache
+        if time.monotonic() - stamp >= self.ttl:
+            families = self._read()
+            self._cache = (time.monotonic(), families)
+        yield from families
+
+    def _read(self) -> list[Any]:
+        by_reason = GaugeMetricFamily(
+            "suppress_suppressions", "Stored suppressions by reason.", labels=["reason"]
+        )
+        up = GaugeMetricFamily("suppress_database_up", "1 if the database answered the scrape.")
+        try:
+            with self.app.extensions["suppress"].db.begin(write=False) as session:
+                rows = session.execute(
+                    select(Suppression.reason, func.count()).group_by(Suppression.reason)
+                ).all()
+        except SuppressError:
+            up.add_metric([], 0)
+            return [up]
+        for reason, count in rows:
+            by_reason.add_metric([reason.value], count)
+        up.add_metric([], 1)
+        return [by_reason, up]
+
+
+class _ProcessCollector(Collector):
+    """This process's own counters (single-process servers, tests)."""
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()
+
+
+def _registry(app: Flask) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        # gunicorn workers each count on their own; the scrape sums their files.
+        MultiProcessCollector(registry, path=directory)
+    else:
+        registry.register(_ProcessCollector())
+    ttl = float(app.extensions["suppress"].config.section("metrics").get("gauge_ttl_seconds", 60))
+    registry.register(DatabaseCollector(app, ttl))
+    return registry
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    registry: CollectorRegistry = current_app.extensions["suppress.metrics"]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask) -> None:
+    """Register /metrics and the latency hooks."""
+    app.extensions["suppress.metrics"] = _registry(app)
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.pop("metrics_started", None)
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            LATENCY.labels(route, request.method, str(response.status_code)).observe(
+                time.perf_counter() - started
+            )
+        return response

@@ -1,0 +1,99 @@
+"""Layered configuration and secrets: defaults, TOML file, environment, overrides; fail fast."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from suppress import config
+from suppress.errors import ConfigError
+
+from .conftest import TEST_PEPPER
+
+PEPPER_B = "b:" + base64.b64encode(b"b" * 32).decode()
+
+
+def env(**values: str) -> dict[str, str]:
+    return {"SUPPRESS_PEPPERS": TEST_PEPPER, "SUPPRESS_TOKEN_SECRETS": "s1", **values}
+
+
+def test_defaults_come_from_default_toml(tmp_path: Path) -> None:
+    cfg = config.load({"instance_dir": str(tmp_path)}, env=env())
+    assert cfg.database_url == f"sqlite:///{tmp_path / 'suppress.db'}"
+    assert cfg.max_json_bytes == 1024 * 1024
+    assert cfg.server["port"] == 8000
+    assert cfg.peppers[0][0] == "t1"
+
+
+def test_layers_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.toml"
+    extra.write_text('base_url = "https://file.example.com"\n[server]\nworkers = 7\nport = 9000\n')
+    values = env(
+        SUPPRESS_CONFIG=str(extra),
+        SUPPRESS_SERVER_PORT="9100",
+        SUPPRESS_BASE_URL="https://env.example.com/",
+        SUPPRESS_DATABASE_URL="sqlite:////tmp/x.db",
+    )
+    cfg = config.load({"server": {"workers": 3}}, env=values)
+    assert cfg.server == {**cfg.server, "workers": 3, "port": 9100}
+    assert cfg.base_url == "https://env.example.com"
+    assert cfg.database_url == "sqlite:////tmp/x.db"
+
+
+@pytest.mark.parametrize(
+    ("peppers", "message"),
+    [
+        ("", "no pepper configured"),
+        ("nocolon", "id:base64key"),
+        ("a:!!!", "not valid base64"),
+        ("a:" + base64.b64encode(b"short").decode(), "too short"),
+        (f"{TEST_PEPPER},{TEST_PEPPER}", "appears twice"),
+    ],
+)
+def test_bad_peppers_fail_fast(tmp_path: Path, peppers: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_PEPPERS=peppers))
+
+
+def test_peppers_keep_their_order_first_is_active(tmp_path: Path) -> None:
+    cfg = config.load(
+        {"instance_dir": str(tmp_path)}, env=env(SUPPRESS_PEPPERS=f"{PEPPER_B},{TEST_PEPPER}")
+    )
+    assert [key_id for key_id, _ in cfg.peppers] == ["b", "t1"]
+
+
+def test_bad_environment_values_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SUPPRESS_SERVER_PORT must be an integer"):
+        config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_SERVER_PORT="eighty"))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[[[")
+        config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_CONFIG=str(bad)))
+
+
+def test_generated_secrets_file_is_0600_and_used(tmp_path: Path) -> None:
+    path = tmp_path / "instance" / "secrets.toml"
+    assert config.generate_secrets(path) is True
+    assert config.generate_secrets(path) is False  # never overwritten
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    cfg = config.load({"instance_dir": str(tmp_path / "instance")}, env={})
+    assert len(cfg.peppers) == 1 and len(cfg.peppers[0][1]) == 32
+    assert cfg.token_secrets and cfg.token_secrets[0] in path.read_text()
+
+
+def test_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.toml"
+    config.generate_secrets(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        config.load({"instance_dir": str(tmp_path)}, env={})
+
+
+def test_environment_wins_over_secrets_file(tmp_path: Path) -> None:
+    config.generate_secrets(tmp_path / "secrets.toml")
+    cfg = config.load({"instance_dir": str(tmp_path)}, env=env())
+    assert cfg.peppers[0][0] == "t1"

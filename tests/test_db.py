@@ -1,0 +1,108 @@
+"""Storage: migrations match the models, SQLite pragmas, readiness, fail-closed errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from suppress.db import Database
+from suppress.errors import Unavailable
+from suppress.runtime import Runtime
+
+
+def test_migrations_match_the_models(rt: Runtime) -> None:
+    assert rt.db.drift() == []
+    assert rt.db.current_revision() == rt.db.head_revision()
+
+
+def test_upgrade_twice_is_harmless(rt: Runtime) -> None:
+    rt.db.upgrade()
+    assert rt.db.current_revision() == rt.db.head_revision()
+
+
+def test_sqlite_runs_wal_full_sync_busy_timeout_foreign_keys(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'p.db'}", busy_timeout_ms=1234)
+    with db.begin(write=False) as session:
+        pragma = lambda name: session.execute(text(f"PRAGMA {name}")).scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("synchronous") == 2  # FULL
+        assert pragma("busy_timeout") == 1234
+        assert pragma("foreign_keys") == 1
+    db.dispose()
+
+
+def test_sqlite_writer_waits_then_fails_closed_as_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    holder = Database(url, busy_timeout_ms=100)
+    waiter = Database(url, busy_timeout_ms=100)
+    with holder.begin() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+    with holder.begin() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(Unavailable) as info:
+            with waiter.begin() as other:
+                other.execute(text("INSERT INTO t VALUES (2)"))
+        assert info.value.status == 503 and info.value.code == "unavailable"
+    holder.dispose()
+    waiter.dispose()
+
+
+def test_readyz_reports_ready(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.get_json()["ready"] is True
+
+
+def test_readyz_fails_without_schema(db_url: str, tmp_path: Path) -> None:
+    from suppress import create_app
+
+    from .conftest import settings
+
+    app = create_app(settings(db_url, tmp_path))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert "suppress db upgrade" in response.get_json()["error"]["message"]
+    app.extensions["suppress"].db.dispose()
+
+
+def test_database_down_answers_503_never_allowed(tmp_path: Path) -> None:
+    from suppress import apikeys, create_app
+    from suppress.models import Role
+
+    from .conftest import bearer, settings
+
+    db_file = tmp_path / "gone.db"
+    app = create_app(settings(f"sqlite:///{db_file}", tmp_path))
+    rt: Runtime = app.extensions["suppress"]
+    rt.db.upgrade()
+    with rt.db.begin() as session:
+        _key, token = apikeys.create(session, "m", Role.mailer, actor="test")
+    client = app.test_client()
+    with rt.db.begin() as session:
+        session.execute(text("DROP TABLE suppression"))
+    response = client.post(
+        "/v1/check", json={"email": "a@example.se", "list": "news"}, headers=bearer(token)
+    )
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert "allowed" not in response.get_json()
+    rt.db.dispose()
+
+
+def test_postgres_unreachable_answers_503(tmp_path: Path) -> None:
+    from suppress import create_app
+
+    from .conftest import bearer, settings
+
+    app = create_app(
+        settings("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1", tmp_path)
+    )
+    client = app.test_client()
+    response = client.post(
+        "/v1/check", json={"email": "a@example.se", "list": "news"}, headers=bearer("sk_x")
+    )
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "unavailable"
+    assert client.get("/readyz").status_code == 503
