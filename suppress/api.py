@@ -329,12 +329,16 @@ def remove_suppression() -> Any:
 @bp.post("/filter")
 @requires(Role.mailer)
 def filter_recipients() -> Any:
+    query_list = request.args.get("list")
     if request.mimetype != "application/json":
         csv_mode = text_body_mode()
-        return stream_filter(suppressions.validate_list(request.args.get("list")), csv_mode)
+        return stream_filter(suppressions.validate_list(query_list), csv_mode)
     request.max_content_length = MAX_FILTER_JSON_BYTES
     data = json_body()
     list_name = suppressions.validate_list(data.get("list"))
+    if query_list is not None and query_list != list_name:
+        # Never answer for one list while the caller may believe it asked about another.
+        raise InvalidRequest("the list in the query and in the body differ")
     emails = data.get("emails")
     if not isinstance(emails, list):
         raise InvalidRequest("field 'emails' is required and must be a list of strings")

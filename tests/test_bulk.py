@@ -471,3 +471,12 @@ def test_openapi_documents_the_bulk_routes(client: FlaskClient) -> None:
         "source",
         "Idempotency-Key",
     }
+
+
+def test_json_filter_refuses_a_different_list_in_the_query(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    body = {"list": "news", "emails": ["a@example.se"]}
+    headers = bearer(tokens["mailer"])
+    assert client.post("/v1/filter?list=offers", json=body, headers=headers).status_code == 400
+    assert client.post("/v1/filter?list=news", json=body, headers=headers).status_code == 200
