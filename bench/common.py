@@ -145,6 +145,8 @@ def bulk_load(rt: Runtime, rows: list[tuple[bytes, str]]) -> float:
         raw = rt.db.engine.raw_connection()
         try:
             cur = raw.cursor()
+            # Loading 10M rows takes longer than the service's per-statement bound.
+            cur.execute("SET statement_timeout = 0")
             cur.execute("ALTER TABLE suppression DROP CONSTRAINT uq_suppression_digest_kind_list")
             with cur.copy(  # type: ignore[attr-defined]
                 "COPY suppression (digest, key_id, scheme, kind, list, reason, source, "
