@@ -13,7 +13,7 @@ from typing import IO, Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import addresses, apikeys, audit, bulk, idempotency, metrics, suppressions
+from . import access, addresses, apikeys, audit, bulk, idempotency, metrics, suppressions
 from .addresses import Target
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
@@ -117,6 +117,19 @@ def parse_time(value: Any, name: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise Unprocessable(f"{name} must include a time zone (e.g. Z)", code="invalid_request")
     return audit.naive_utc(parsed)
+
+
+MAX_ID = 2**63 - 1
+
+
+def int_arg(name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer query parameter in [minimum, 2**63 - 1]."""
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= MAX_ID:
+        raise InvalidRequest(f"{name} must be an integer from {minimum} to {MAX_ID}")
+    return int(value)
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -372,3 +385,54 @@ def import_suppressions() -> Any:
         ).to_dict()
 
     return idempotent_stream(produce)
+
+
+@bp.post("/lookup")
+@requires(Role.admin)
+def lookup() -> Any:
+    data = json_body()
+    email = text_field(data, "email")
+    reference = suppressions.validate_text("reference", data.get("reference"), required=False)
+    target = addresses.address_target(runtime().ring, email)
+    with runtime().db.begin() as session:
+        found = access.lookup(session, target, actor=g.principal.actor, reference=reference or None)
+    return jsonify({"email": email, **found})
+
+
+@bp.get("/export")
+@requires(Role.admin)
+def export() -> Any:
+    fmt = access.parse_format(request.args.get("format", "ndjson"))
+    rt = runtime()
+    with rt.db.begin() as session:
+        access.record_export(session, fmt, actor=g.principal.actor)
+
+    def stream() -> Iterator[str]:
+        # A database failure mid-stream aborts the response (no terminating chunk), so a
+        # truncated export can never pass for a complete one.
+        with rt.db.begin(write=False) as session:
+            yield from access.render(access.rows(session), fmt)
+
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(stream(), mimetype=mimetype)
+
+
+@bp.get("/audit")
+@requires(Role.admin)
+def audit_events() -> Any:
+    after, limit = int_arg("after", 0), int_arg("limit", 100, minimum=1)
+    action = audit.parse_action(request.args.get("action"))
+    with runtime().db.begin(write=False) as session:
+        events = [
+            audit.describe(e) for e in audit.page(session, after=after, limit=limit, action=action)
+        ]
+    return jsonify({"events": events, "next_after": events[-1]["id"] if events else after})
+
+
+@bp.get("/audit/verify")
+@requires(Role.admin)
+def audit_verify() -> Any:
+    anchor = request.args.get("anchor")
+    with runtime().db.begin(write=False) as session:
+        result = audit.verify(session, anchor=None if anchor is None else audit.parse_hash(anchor))
+    return jsonify(result.to_dict())

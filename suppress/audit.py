@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from .db import insert_rows
+from .errors import InvalidRequest
 from .models import AuditEvent
 
 GENESIS = bytes(32)
@@ -175,50 +178,166 @@ def record_uniform(
     insert_rows(session, AuditEvent.__table__, _AUDIT_COLUMNS, rows)  # type: ignore[arg-type]
 
 
+MAX_PAGE = 1000
+ACTION_PATTERN = r"^[a-z][a-z_]{0,31}$"
+_ACTION = re.compile(ACTION_PATTERN)
+
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def parse_hash(value: str, name: str = "anchor") -> bytes:
+    """A SHA-256 given in hex (an anchor), or InvalidRequest."""
+    if not _HEX32.fullmatch(value):
+        raise InvalidRequest(f"{name} must be 64 hexadecimal characters")
+    return bytes.fromhex(value)
+
+
+def parse_action(value: str | None) -> str | None:
+    """An optional action name to filter by (e.g. remove), or InvalidRequest."""
+    if value is not None and not _ACTION.fullmatch(value):
+        raise InvalidRequest("action must be an action name such as remove, lookup or rekey")
+    return value
+
+
+def describe(event: AuditEvent) -> dict[str, Any]:
+    """An event as JSON: digests and hashes in hex (the trail holds no plaintext)."""
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(timespec="microseconds") + "Z",
+        "action": event.action,
+        "digest": event.digest.hex() if event.digest else None,
+        "kind": event.kind,
+        "list": event.list,
+        "reason": event.reason,
+        "source": event.source,
+        "actor": event.actor,
+        "detail": event.detail,
+        "prev_hash": event.prev_hash.hex(),
+        "hash": event.hash.hex(),
+    }
+
+
+def page(
+    session: Session, *, after: int = 0, limit: int = 100, action: str | None = None
+) -> list[AuditEvent]:
+    """Events with id > after, oldest first, at most limit (capped at MAX_PAGE)."""
+    # ids are 32-bit integers: a larger cursor is simply past the end (and would not bind).
+    query = select(AuditEvent).where(AuditEvent.id > min(after, 2**31 - 1))
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return list(session.scalars(query.order_by(AuditEvent.id).limit(max(1, min(limit, MAX_PAGE)))))
+
+
+def about(session: Session, digests: list[bytes]) -> list[AuditEvent]:
+    """Every event about any of these digests, oldest first."""
+    if not digests:
+        return []
+    return list(
+        session.scalars(
+            select(AuditEvent).where(AuditEvent.digest.in_(digests)).order_by(AuditEvent.id)
+        )
+    )
+
+
+class Finding(enum.StrEnum):
+    """What kind of break verify() found."""
+
+    edited = "edited"
+    missing = "missing"  # the event the chain links to is gone (deleted, or rewritten)
+    reordered = "reordered"
+    anchor_missing = "anchor_missing"  # a previously seen head is no longer in the chain
+
+
 @dataclass(frozen=True)
 class Verification:
-    """The outcome of walking the chain."""
+    """The outcome of walking the chain; when broken, which event and why."""
 
     ok: bool
     events: int
     head: bytes
     broken_at: int | None = None
+    finding: Finding | None = None
     problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "events": self.events, "head": self.head.hex()}
         if not self.ok:
             out["broken_at"] = self.broken_at
+            out["finding"] = self.finding.value if self.finding else None
             out["problem"] = self.problem
         return out
 
 
-def verify(session: Session, *, batch: int = 5000) -> Verification:
-    """Walk every event in id order and check each link and each hash."""
+def _diagnose(session: Session, event: AuditEvent, prev_id: int | None) -> tuple[Finding, str]:
+    """Why event.prev_hash does not link to the event before it in id order."""
+    before = f"event {prev_id}" if prev_id is not None else "the start of the chain"
+    linked = session.execute(
+        select(AuditEvent.id).where(AuditEvent.hash == event.prev_hash)
+    ).scalar_one_or_none()
+    if linked is not None:
+        return (
+            Finding.reordered,
+            f"event {event.id} is out of order: it links to event {linked}, not to {before}",
+        )
+    if event.prev_hash == GENESIS:
+        return (
+            Finding.reordered,
+            f"event {event.id} claims to start the chain but follows {before}: "
+            "it was inserted or moved",
+        )
+    return (
+        Finding.missing,
+        f"event {event.id} does not link to {before} and no stored event has the hash it "
+        f"links to: an event between them was deleted, or {before} was rewritten together "
+        "with its hash",
+    )
+
+
+def verify(session: Session, *, batch: int = 5000, anchor: bytes | None = None) -> Verification:
+    """Walk every event in id order, check each hash and each link, and name the first break.
+
+    A chain that was cut at its end still links; pass an anchor (a head recorded earlier,
+    e.g. by the nightly verify) to prove the events up to it are all still there.
+    """
     prev = GENESIS
+    prev_id: int | None = None
     count = 0
-    last_id = 0
+    seen_anchor = anchor is None or anchor == GENESIS
     while True:
         rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+            select(AuditEvent)
+            .where(AuditEvent.id > (prev_id or 0))
+            .order_by(AuditEvent.id)
+            .limit(batch)
         ).all()
         if not rows:
-            return Verification(ok=True, events=count, head=prev)
+            break
         for event in rows:
-            if event.prev_hash != prev:
+            if chain_hash(event.prev_hash, event) != event.hash:
                 return Verification(
                     False,
                     count,
                     prev,
                     event.id,
-                    "prev_hash does not match the previous event: an event was deleted, "
-                    "inserted or reordered before this one",
+                    Finding.edited,
+                    f"event {event.id} was edited: its hash does not match its content",
                 )
-            if chain_hash(prev, event) != event.hash:
-                return Verification(
-                    False, count, prev, event.id, "hash does not match the content: edited"
-                )
-            prev = event.hash
+            if event.prev_hash != prev:
+                finding, problem = _diagnose(session, event, prev_id)
+                return Verification(False, count, prev, event.id, finding, problem)
+            prev, prev_id = event.hash, event.id
             count += 1
-            last_id = event.id
+            seen_anchor = seen_anchor or prev == anchor
         session.expunge_all()
+    if not seen_anchor:
+        return Verification(
+            False,
+            count,
+            prev,
+            None,
+            Finding.anchor_missing,
+            f"the anchor {anchor.hex()[:16] if anchor else ''}... is not in the chain: events "
+            "were cut from its end, or the chain was rewritten",
+        )
+    return Verification(ok=True, events=count, head=prev)

@@ -14,7 +14,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from . import addresses, apikeys, audit, bulk, suppressions
+from . import access, addresses, apikeys, audit, bulk, peppers, suppressions
 from . import config as config_module
 from .errors import SuppressError
 from .models import Reason
@@ -106,6 +106,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the API and pages with gunicorn until SIGTERM."""
     from .server import run
 
+    warn_unconfigured_peppers()
     server = runtime().config.server
     run(
         host=host or server["host"],
@@ -113,6 +114,18 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         workers=workers or int(server["workers"]),
         timeout=int(server["timeout"]),
     )
+
+
+def warn_unconfigured_peppers() -> None:
+    """Say loudly at start-up when rows exist that no configured pepper can match."""
+    rt = runtime()
+    try:
+        with rt.db.begin(write=False) as session:
+            missing = peppers.unconfigured(session, rt.ring)
+    except SuppressError:
+        return  # no database or no schema yet: /readyz reports that
+    if missing:
+        click.echo(f"error: {peppers.missing_message(missing)}; /readyz fails until then", err=True)
 
 
 @main.group()
@@ -168,6 +181,38 @@ def keys_revoke(key_id: int) -> None:
     with runtime().db.begin() as session:
         key = apikeys.revoke(session, key_id, actor=actor())
         click.echo(f"revoked API key {key.id} ({key.name})")
+
+
+@keys.command("pepper-status")
+@handled
+def keys_pepper_status() -> None:
+    """Rows per pepper id; exits 1 if rows exist under a pepper that is not configured."""
+    rt = runtime()
+    with rt.db.begin(write=False) as session:
+        rows = peppers.status(session, rt.ring)
+    for key in rows:
+        notes = []
+        if key.active:
+            notes.append("active (new rows)")
+        elif key.configured:
+            notes.append("read only; rows move to the active pepper when seen")
+        if key.orphaned:
+            notes.append("NOT CONFIGURED: these rows can never match")
+        click.echo(f"{key.key_id}\t{key.rows}\t{'; '.join(notes)}")
+    orphaned = [k.key_id for k in rows if k.orphaned]
+    if orphaned:
+        fail(peppers.missing_message(orphaned), code=1)
+
+
+@keys.command("retire-pepper")
+@click.argument("key_id")
+@handled
+def keys_retire_pepper(key_id: str) -> None:
+    """Check that no row uses pepper KEY_ID and record its retirement; refuses otherwise."""
+    rt = runtime()
+    with rt.db.begin() as session:
+        peppers.retire(session, rt.ring, key_id, actor=actor())
+    click.echo(f"no suppression uses pepper {key_id}: remove it from SUPPRESS_PEPPERS now")
 
 
 def _target(email: str | None, domain: str | None) -> addresses.Target:
@@ -412,6 +457,108 @@ def import_command(
             csv_mode=_csv_mode(csv_option, file),
         )
     click.echo(json.dumps(totals.to_dict()))
+
+
+@main.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print the full answer as JSON.")
+@click.option("--reference", help="The request's reference (e.g. a ticket), kept in the audit.")
+@handled
+def lookup(email: str, as_json: bool, reference: str | None) -> None:
+    """Everything kept about EMAIL (access and portability requests); recorded in the audit."""
+    rt = runtime()
+    reference = suppressions.validate_text("reference", reference, required=False) or None
+    target = addresses.address_target(rt.ring, email)
+    with rt.db.begin() as session:
+        found = access.lookup(session, target, actor=actor(), reference=reference)
+    if as_json:
+        click.echo(json.dumps({"email": email, **found}, indent=2))
+        return
+    click.echo(
+        f"{email}: {len(found['suppressions'])} suppression(s), "
+        f"{len(found['events'])} audit event(s)"
+    )
+    for d in found["digests"]:
+        if d["kind"] == "address":
+            click.echo(f"  digest {d['key_id']}: {d['digest']}")
+    for row in found["suppressions"]:
+        until = f" until {row['expires_at']}" if row["expires_at"] else ""
+        click.echo(
+            f"  suppressed: {row['kind']} on {row['list']} ({row['reason']}, "
+            f"source {row['source']}) since {row['created_at']}{until}"
+        )
+    for event in found["events"]:
+        click.echo(
+            f"  event {event['id']} {event['at']} {event['action']} {event['kind']} "
+            f"on {event['list']} by {event['actor']}"
+        )
+
+
+@main.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(access.FORMATS), default="ndjson", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to FILE (complete or not at all) instead of stdout.",
+)
+@handled
+def export(fmt: str, output: str | None) -> None:
+    """Every suppression, digests in hex: NDJSON, or CSV safe to open in a spreadsheet."""
+    rt = runtime()
+    with rt.db.begin() as session:
+        access.record_export(session, fmt, actor=actor())
+    if output is None:
+        count = _export_to(sys.stdout, rt, fmt)
+    else:
+        # Written beside the target and renamed when complete: an interrupted export never
+        # leaves a file that looks whole. 0600: digests are pseudonymous personal data.
+        folder = os.path.dirname(os.path.abspath(output))
+        fd, partial = tempfile.mkstemp(prefix=".export-", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                count = _export_to(out, rt, fmt)
+            os.replace(partial, output)
+        except BaseException:
+            os.unlink(partial)
+            raise
+    click.echo(f"exported {count} suppression(s)", err=True)
+
+
+def _export_to(out: Any, rt: Runtime, fmt: str) -> int:
+    count = 0
+    with rt.db.begin(write=False) as session:
+
+        def counted() -> Any:
+            nonlocal count
+            for row in access.rows(session):
+                count += 1
+                yield row
+
+        for chunk in access.render(counted(), fmt):
+            out.write(chunk)
+    out.flush()
+    return count
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The audit trail."""
+
+
+@audit_group.command("verify")
+@click.option("--anchor", help="A head (hex) recorded earlier: prove nothing was cut after it.")
+@handled
+def audit_verify(anchor: str | None) -> None:
+    """Walk the hash chain; exit 1 and name the event if it was edited, cut or reordered."""
+    raw = audit.parse_hash(anchor, "--anchor") if anchor is not None else None
+    with runtime().db.begin(write=False) as session:
+        result = audit.verify(session, anchor=raw)
+    if not result.ok:
+        fail(f"audit chain broken ({result.finding}): {result.problem}", code=1)
+    click.echo(f"audit chain ok: {result.events} event(s), head {result.head.hex()}")
 
 
 if __name__ == "__main__":

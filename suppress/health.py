@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from . import peppers
 from .errors import SuppressError
 
 bp = Blueprint("health", __name__)
@@ -18,10 +19,15 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    db = current_app.extensions["suppress"].db
+    rt = current_app.extensions["suppress"]
+    db = rt.db
     try:
         db.ping()
         current, head = db.current_revision(), db.head_revision()
+        missing: list[str] = []
+        if current == head:
+            with db.begin(write=False) as session:
+                missing = peppers.unconfigured(session, rt.ring)
     except SuppressError as exc:
         return jsonify({"ready": False, **exc.to_dict()}), 503
     except Exception as exc:  # any failure means "not ready", never a crash page
@@ -33,4 +39,9 @@ def readyz() -> Any:
             f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
         )
         return jsonify({"ready": False, "error": {"code": "unavailable", "message": message}}), 503
+    if missing:
+        # Rows no configured pepper can match would answer "allowed" for people who opted
+        # out: fail closed and take the instance out of rotation until the pepper is back.
+        error = {"code": "pepper_missing", "message": peppers.missing_message(missing)}
+        return jsonify({"ready": False, "error": error}), 503
     return jsonify({"ready": True, "schema": current})

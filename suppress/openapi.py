@@ -96,6 +96,215 @@ IDEMPOTENCY_KEY = {
 }
 
 
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+
+def _audit_paths(auth_errors: tuple[int, ...]) -> dict[str, Any]:
+    """Access, portability and the audit trail (admin)."""
+    after = {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
+        "description": "Return events with an id greater than this (the previous next_after).",
+    }
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "default": 100},
+        "description": "At most this many events (larger values are capped at 1000).",
+    }
+    action = {
+        "name": "action",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[a-z][a-z_]{0,31}$"},
+        "description": "Only events of this action, e.g. remove, lookup, export, rekey.",
+    }
+    anchor = {
+        "name": "anchor",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        "description": "A head recorded earlier: the chain must still contain it.",
+    }
+    fmt = {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"},
+        "description": "csv: a header line; cells starting with = + - @ tab or CR get a "
+        "leading ' so spreadsheets never run them.",
+    }
+    return {
+        "/v1/lookup": {
+            "post": _op(
+                "Everything kept about an address, for access and portability requests "
+                "(the lookup itself is recorded in the audit trail)",
+                "admin",
+                {
+                    "type": "object",
+                    "properties": {
+                        "email": {"type": "string", "maxLength": 512},
+                        "reference": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 128,
+                            "description": "The request's reference (e.g. a ticket number), "
+                            "kept in the audit event of the lookup; no address.",
+                        },
+                    },
+                    "required": ["email"],
+                },
+                _responses(
+                    {"200": {"description": "Digests, rows, events", **_json(_ref("Lookup"))}},
+                    *auth_errors,
+                ),
+            )
+        },
+        "/v1/export": {
+            "get": _op(
+                "Every suppression, streamed: one JSON object per line (or CSV)",
+                "admin",
+                None,
+                _responses(
+                    {
+                        "200": {
+                            "description": "One Suppression per line, digests in hex. A "
+                            "stream cut by a failure ends without its terminating chunk.",
+                            "content": {
+                                "application/x-ndjson": {"schema": _ref("Suppression")},
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        }
+                    },
+                    400,
+                    401,
+                    403,
+                    503,
+                ),
+                parameters=[fmt],
+            )
+        },
+        "/v1/audit": {
+            "get": _op(
+                "Audit events in chain order, a page at a time",
+                "admin",
+                None,
+                _responses(
+                    {
+                        "200": {
+                            "description": "A page of events",
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "events": {
+                                            "type": "array",
+                                            "items": _ref("AuditEvent"),
+                                        },
+                                        "next_after": {"type": "integer"},
+                                    },
+                                    "required": ["events", "next_after"],
+                                }
+                            ),
+                        }
+                    },
+                    400,
+                    401,
+                    403,
+                    503,
+                ),
+                parameters=[after, limit, action],
+            )
+        },
+        "/v1/audit/verify": {
+            "get": _op(
+                "Walk the audit hash chain and name the first edited, missing or moved event",
+                "admin",
+                None,
+                _responses(
+                    {"200": {"description": "The verdict", **_json(_ref("Verification"))}},
+                    400,
+                    401,
+                    403,
+                    503,
+                ),
+                parameters=[anchor],
+            )
+        },
+    }
+
+
+AUDIT_SCHEMAS: dict[str, Any] = {
+    "AuditEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "action": {"type": "string"},
+            "digest": {"type": ["string", "null"]},
+            "kind": {"type": ["string", "null"]},
+            "list": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"]},
+            "source": {"type": ["string", "null"]},
+            "actor": {"type": "string"},
+            "detail": {"type": "object"},
+            "prev_hash": HEX32,
+            "hash": HEX32,
+            "key_id": {
+                "type": ["string", "null"],
+                "description": "Lookup only: the pepper the event's digest is keyed with.",
+            },
+        },
+        "required": ["id", "at", "action", "actor", "detail", "prev_hash", "hash"],
+    },
+    "Lookup": {
+        "type": "object",
+        "properties": {
+            "email": {"type": "string", "description": "The address as sent."},
+            "scheme": {"type": "string"},
+            "active_key_id": {"type": "string"},
+            "digests": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["address", "domain"]},
+                        "level": {
+                            "type": "integer",
+                            "description": "Domains: 0 the address's domain, 1 its parent...",
+                        },
+                        "key_id": {"type": "string"},
+                        "digest": HEX32,
+                    },
+                    "required": ["kind", "key_id", "digest"],
+                },
+            },
+            "suppressions": {"type": "array", "items": _ref("Suppression")},
+            "events": {"type": "array", "items": _ref("AuditEvent")},
+        },
+        "required": ["email", "digests", "suppressions", "events"],
+    },
+    "Verification": {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "events": {"type": "integer", "description": "Events verified before any break"},
+            "head": {**HEX32, "description": "Hash of the last verified event"},
+            "broken_at": {"type": ["integer", "null"], "description": "Id of the event"},
+            "finding": {
+                "type": ["string", "null"],
+                "enum": ["edited", "missing", "reordered", "anchor_missing", None],
+            },
+            "problem": {"type": "string"},
+        },
+        "required": ["ok", "events", "head"],
+    },
+}
+
+
 def spec(base_url: str) -> dict[str, Any]:
     """The OpenAPI document, with the deployment's base URL as server."""
     auth_errors = (400, 401, 403, 422, 503)
@@ -285,6 +494,7 @@ def spec(base_url: str) -> dict[str, Any]:
                     },
                 )
             },
+            **_audit_paths(auth_errors),
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
             },
@@ -316,6 +526,7 @@ def spec(base_url: str) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
+                **AUDIT_SCHEMAS,
                 "Error": {
                     "type": "object",
                     "properties": {

@@ -24,7 +24,7 @@ MAX_TEXT = 128
 
 def validate_list(name: Any) -> str:
     """A list name as DESIGN §4 allows it, or InvalidList."""
-    if not isinstance(name, str) or not _LIST.match(name):
+    if not isinstance(name, str) or not _LIST.fullmatch(name):
         raise InvalidList(
             "list names are 1-64 characters of a-z, 0-9 and ._:- starting with a letter or digit"
         )

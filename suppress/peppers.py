@@ -1,0 +1,109 @@
+"""Pepper rotation: rows per key id, key ids nobody can match any more, and safe retirement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from . import audit
+from .addresses import KeyRing
+from .errors import Unprocessable
+from .models import Suppression
+
+# Distinct key ids by walking the key_id index (a "loose index scan"): a handful of index
+# probes instead of reading every row, so readiness can ask on every probe.
+_KEY_IDS = text(
+    """
+    WITH RECURSIVE k(id) AS (
+        SELECT min(key_id) FROM suppression
+        UNION ALL
+        SELECT (SELECT min(key_id) FROM suppression WHERE key_id > k.id) FROM k
+        WHERE k.id IS NOT NULL
+    )
+    SELECT id FROM k WHERE id IS NOT NULL
+    """
+)
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """One pepper id: how many rows it keys, and whether this process can compute it."""
+
+    key_id: str
+    rows: int
+    configured: bool
+    active: bool
+
+    @property
+    def orphaned(self) -> bool:
+        """Rows under a pepper that is not configured can never match: a fail-open risk."""
+        return self.rows > 0 and not self.configured
+
+
+def key_ids_in_use(session: Session) -> list[str]:
+    """Every key id that keys at least one suppression row."""
+    return [str(k) for k in session.scalars(_KEY_IDS)]
+
+
+def unconfigured(session: Session, ring: KeyRing) -> list[str]:
+    """Key ids with rows but no configured pepper: those rows can never match a check."""
+    return [k for k in key_ids_in_use(session) if k not in ring.key_ids]
+
+
+def status(session: Session, ring: KeyRing) -> list[KeyStatus]:
+    """Rows per key id: the configured peppers in ring order, then any unconfigured ids."""
+    counts: dict[str, int] = {
+        key_id: rows
+        for key_id, rows in session.execute(
+            select(Suppression.key_id, func.count()).group_by(Suppression.key_id)
+        )
+    }
+    ids = list(ring.key_ids) + sorted(k for k in counts if k not in ring.key_ids)
+    return [
+        KeyStatus(
+            key_id=k,
+            rows=counts.get(k, 0),
+            configured=k in ring.key_ids,
+            active=k == ring.active_id,
+        )
+        for k in ids
+    ]
+
+
+def missing_message(key_ids: list[str]) -> str:
+    """The one warning for rows under peppers this process does not have."""
+    return (
+        f"suppressions exist under pepper(s) {', '.join(key_ids)} that are not configured: "
+        "they can never match, so people who opted out would be mailed; put the pepper(s) "
+        "back in SUPPRESS_PEPPERS"
+    )
+
+
+def retire(session: Session, ring: KeyRing, key_id: str, *, actor: str) -> None:
+    """Confirm that no row is keyed with a pepper and record its retirement, or refuse.
+
+    The operator removes the pepper from SUPPRESS_PEPPERS only after this succeeds. Rows
+    move off an old pepper only when their address is seen again (lazy re-keying); there
+    is no bulk re-key, since that would need the plaintext addresses we do not keep.
+    """
+    if key_id == ring.active_id:
+        raise Unprocessable(
+            f"pepper {key_id} is the active one: put a new pepper first in SUPPRESS_PEPPERS",
+            code="pepper_in_use",
+        )
+    audit.lock(session)
+    rows = session.scalar(
+        select(func.count()).select_from(Suppression).where(Suppression.key_id == key_id)
+    )
+    if rows:
+        where = "" if key_id in ring.key_ids else " and it is NOT configured (restore it now)"
+        raise Unprocessable(
+            f"{rows} suppression(s) are still keyed with pepper {key_id}{where}: removing it "
+            "would make them unmatchable. Rows move to the active pepper when their address "
+            "is checked or filtered again; keep the pepper until 'suppress keys "
+            "pepper-status' shows 0 rows for it",
+            code="pepper_in_use",
+        )
+    audit.record(session, "retire_pepper", actor=actor, detail={"key_id": key_id})
