@@ -353,7 +353,7 @@ def filter_recipients() -> Any:
         # Never answer for one list while the caller may believe it asked about another.
         raise InvalidRequest("the list in the query and in the body differ")
     emails = data.get("emails")
-    if not isinstance(emails, list):
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
         raise InvalidRequest("field 'emails' is required and must be a list of strings")
     if len(emails) > MAX_FILTER_EMAILS:
         raise PayloadTooLarge(

@@ -186,9 +186,6 @@ def filter_emails(rt: Runtime, emails: list[Any], list_name: str, *, actor: str)
     for start in range(0, len(emails), FILTER_BATCH):
         batch: list[tuple[str, Target]] = []
         for email in emails[start : start + FILTER_BATCH]:
-            if not isinstance(email, str):
-                invalid.append({"email": str(email)[:100], "code": "invalid_email"})
-                continue
             try:
                 batch.append((email, targeter.target(email)))
             except InvalidEmail as exc:
