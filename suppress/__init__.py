@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
-    from . import api, health, metrics, web
+    from . import api, health, metrics, pages, ratelimit, web
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
@@ -19,6 +19,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.extensions["suppress"] = rt
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    pages.init_app(app, rt.config.section("pages"))
+    ratelimit.init_app(app, rt.config.section("ratelimit"), pages=pages.bp, api=api.bp)
     web.init_app(app)
     metrics.init_app(app)
     return app

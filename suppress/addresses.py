@@ -208,6 +208,11 @@ class Target:
         return self.digests[0]
 
 
+def active_digest(ring: KeyRing, raw: str) -> Digest:
+    """Normalize an address and return its digest under the active key only."""
+    return Digest(ring.active_id, ring.address(normalize(raw)))
+
+
 def address_target(ring: KeyRing, raw: str) -> Target:
     """Normalize an address and return its digests and those of its domains."""
     normalized = normalize(raw)

@@ -13,7 +13,7 @@ from typing import IO, Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from . import access, addresses, apikeys, audit, bulk, idempotency, metrics, suppressions
+from . import access, addresses, apikeys, audit, bulk, idempotency, metrics, suppressions, tokens
 from .addresses import Target
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
@@ -24,6 +24,10 @@ from .suppressions import Verdict
 bp = Blueprint("api", __name__, url_prefix="/v1")
 log = logging.getLogger("suppress.api")
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_LINKS = 10_000
+# Big enough for MAX_LINKS addresses of the longest input n1 accepts, quoted and separated.
+MAX_LINKS_BYTES = MAX_LINKS * (addresses.MAX_INPUT + 8) + 64 * 1024
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 MAX_FILTER_EMAILS = 100_000
 # The JSON filter's body cap follows from its address limit (every address at the longest
@@ -117,6 +121,16 @@ def parse_time(value: Any, name: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise Unprocessable(f"{name} must include a time zone (e.g. Z)", code="invalid_request")
     return audit.naive_utc(parsed)
+
+
+def email_list(data: dict[str, Any], limit: int) -> list[str]:
+    """The "emails" field: a list of at most `limit` strings."""
+    emails = data.get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise InvalidRequest("field 'emails' is required and must be a list of strings")
+    if len(emails) > limit:
+        raise PayloadTooLarge(f"at most {limit:,} addresses per request; split the batch")
+    return emails
 
 
 MAX_ID = 2**63 - 1
@@ -385,6 +399,36 @@ def import_suppressions() -> Any:
         ).to_dict()
 
     return idempotent_stream(produce)
+
+
+@bp.post("/unsubscribe-links")
+@requires(Role.mailer)
+def unsubscribe_links() -> Any:
+    rt = runtime()
+    request.max_content_length = max(rt.config.max_json_bytes, MAX_LINKS_BYTES)
+    data = json_body()
+    list_name = suppressions.validate_list(data.get("list"))
+    emails = email_list(data, MAX_LINKS)
+    links, invalid = tokens.unsubscribe_links(
+        rt.signer, rt.ring, rt.config.base_url, list_name, emails
+    )
+    return jsonify(
+        {
+            "links": [
+                {
+                    "email": link.email,
+                    "url": link.url,
+                    # RFC 2369 List-Unsubscribe and RFC 8058 one-click, ready to paste.
+                    "headers": {
+                        "List-Unsubscribe": f"<{link.url}>",
+                        "List-Unsubscribe-Post": ONE_CLICK,
+                    },
+                }
+                for link in links
+            ],
+            "invalid": [{"email": email, "code": code} for email, code in invalid],
+        }
+    )
 
 
 @bp.post("/lookup")

@@ -178,7 +178,11 @@ class Client:
                 yield got.readline()[:-1]
 
     def unsubscribe_links(self, list_name: str, emails: Sequence[str]) -> list[dict[str, Any]]:
-        """The unsubscribe link and headers for each address, in input order."""
+        """The unsubscribe link and headers of each valid address, in input order.
+
+        Addresses the service finds invalid get no link (and cannot be mailed anyway); the
+        answer is checked to account for every address sent, in order.
+        """
         links: list[dict[str, Any]] = []
         for start in range(0, len(emails), LINKS_PER_REQUEST):
             part = list(emails[start : start + LINKS_PER_REQUEST])
@@ -189,20 +193,10 @@ class Client:
                     timeout=self.timeout,
                 )
             )
-            got = body.get("links")
-            if (
-                not isinstance(got, list)
-                or len(got) != len(part)
-                or any(
-                    not isinstance(link, dict)
-                    or link.get("email") != email
-                    or not link.get("url")
-                    or not isinstance(link.get("headers"), dict)
-                    for link, email in zip(got, part, strict=False)
-                )
-            ):
+            got, invalid = body.get("links"), body.get("invalid", [])
+            if not _links_account_for(part, got, invalid):
                 raise ClientError("/v1/unsubscribe-links: the answer does not match the request")
-            links.extend(got)
+            links.extend(got)  # type: ignore[arg-type]
         return links
 
 
@@ -275,6 +269,26 @@ def _verify_subsequence(got: IO[bytes], sent: IO[bytes], allowed: int) -> None:
                 raise ClientError("/v1/filter: the answer holds a line that was not sent")
             if candidate == line:
                 break
+
+
+def _links_account_for(sent: list[str], links: Any, invalid: Any) -> bool:
+    """Links for a subsequence of sent, in order, and the rest reported invalid."""
+    if not isinstance(links, list) or not isinstance(invalid, list):
+        return False
+    if any(not isinstance(i, dict) or not isinstance(i.get("email"), str) for i in invalid):
+        return False
+    if len(links) + len(invalid) != len(sent):
+        return False
+    remaining = iter(sent)
+    for link in links:
+        if not isinstance(link, dict) or not link.get("url"):
+            return False
+        if not isinstance(link.get("headers"), dict):
+            return False
+        if not any(email == link.get("email") for email in remaining):
+            return False
+    linked = {link["email"] for link in links}
+    return all(i["email"] in sent and i["email"] not in linked for i in invalid)
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -40,6 +40,13 @@ class InvalidList(SuppressError):
     status = 422
 
 
+class InvalidToken(SuppressError):
+    """A tampered, truncated, foreign or retired unsubscribe token (400); nothing is recorded."""
+
+    code = "invalid_token"
+    status = 400
+
+
 class Unprocessable(SuppressError):
     """Well-formed but semantically wrong input (422)."""
 

@@ -51,7 +51,7 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
         401: "Missing or unknown API key",
         403: "Role too low",
         404: "Nothing matched",
-        413: "Body too large",
+        413: "Body too large, or more items than the route allows",
         422: "Invalid input",
         503: "Database unavailable: nothing was decided",
     }
@@ -86,6 +86,13 @@ TARGET: dict[str, Any] = {
         "list": LIST_NAME,
     },
     "required": ["list"],
+}
+UNSUBSCRIBE_TOKEN = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 512},
+    "description": "Signed token of an unsubscribe link: digest, key id, list.",
 }
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -393,6 +400,107 @@ def spec(base_url: str) -> dict[str, Any]:
                     ),
                 ),
             },
+            "/v1/unsubscribe-links": {
+                "post": _op(
+                    "Unsubscribe links and RFC 8058 headers for a batch of recipients of one list",
+                    "mailer",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "list": LIST_NAME,
+                            "emails": {
+                                "type": "array",
+                                # Inputs that are no address (too long, say) are
+                                # answered under "invalid", not refused.
+                                "items": {"type": "string"},
+                                "maxItems": 10000,
+                            },
+                        },
+                        "required": ["list", "emails"],
+                    },
+                    _responses(
+                        {
+                            "200": {
+                                "description": "One link per valid address, in input order",
+                                **_json(_ref("Links")),
+                            }
+                        },
+                        *auth_errors,
+                        413,
+                    ),
+                )
+            },
+            "/u/{token}": {
+                "get": _op(
+                    "Landing page (HTML, Swedish or English); never changes anything",
+                    None,
+                    None,
+                    {
+                        "200": {"description": "The page", "content": {"text/html": {}}},
+                        "400": {
+                            "description": "Tampered, truncated or retired token",
+                            "content": {"text/html": {}},
+                        },
+                        "429": {
+                            "description": "Rate limited per client IP; see Retry-After",
+                            "content": {"text/html": {}},
+                        },
+                    },
+                    parameters=[
+                        UNSUBSCRIBE_TOKEN,
+                        {
+                            "name": "lang",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "examples": ["sv", "en"]},
+                            "description": "Language switch (en or a catalog's language); "
+                            "default: Accept-Language.",
+                        },
+                    ],
+                ),
+                "post": _op(
+                    "Unsubscribe: RFC 8058 one-click, or the landing page's form; idempotent",
+                    None,
+                    None,
+                    {
+                        "200": {
+                            "description": "Confirmation page; committed before it is sent",
+                            "content": {"text/html": {}},
+                        },
+                        "400": {
+                            "description": "Bad token, or no choice made; nothing recorded",
+                            "content": {"text/html": {}},
+                        },
+                        "429": {
+                            "description": "Rate limited per client IP; see Retry-After",
+                            "content": {"text/html": {}},
+                        },
+                        "503": {
+                            "description": "Database unavailable; nothing recorded",
+                            "content": {"text/html": {}},
+                        },
+                    },
+                    parameters=[UNSUBSCRIBE_TOKEN],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "List-Unsubscribe": {
+                                            "type": "string",
+                                            "enum": ["One-Click"],
+                                        },
+                                        "scope": {"type": "string", "enum": ["list", "global"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                ),
+            },
+            **_audit_paths(auth_errors),
             "/v1/filter": {
                 "post": _op(
                     "Filter recipients: JSON (at most 100,000) or a streamed text body",
@@ -494,7 +602,6 @@ def spec(base_url: str) -> dict[str, Any]:
                     },
                 )
             },
-            **_audit_paths(auth_errors),
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
             },
@@ -579,6 +686,44 @@ def spec(base_url: str) -> dict[str, Any]:
                         "expires_at": {"type": ["string", "null"], "format": "date-time"},
                     },
                     "required": ["digest", "key_id", "kind", "list", "reason", "created_at"],
+                },
+                "Links": {
+                    "type": "object",
+                    "properties": {
+                        "links": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string", "description": "As given"},
+                                    "url": {"type": "string", "format": "uri"},
+                                    "headers": {
+                                        "type": "object",
+                                        "properties": {
+                                            "List-Unsubscribe": {"type": "string"},
+                                            "List-Unsubscribe-Post": {
+                                                "const": "List-Unsubscribe=One-Click"
+                                            },
+                                        },
+                                        "required": ["List-Unsubscribe", "List-Unsubscribe-Post"],
+                                    },
+                                },
+                                "required": ["email", "url", "headers"],
+                            },
+                        },
+                        "invalid": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string"},
+                                    "code": {"type": "string"},
+                                },
+                                "required": ["email", "code"],
+                            },
+                        },
+                    },
+                    "required": ["links", "invalid"],
                 },
                 "FilterResult": {
                     "type": "object",

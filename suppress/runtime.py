@@ -1,4 +1,4 @@
-"""The wired parts a process runs with: configuration, database and key ring."""
+"""The wired parts a process runs with: configuration, database, key ring and token signer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from . import config as config_module
 from .addresses import KeyRing
 from .config import Config
 from .db import Database
+from .tokens import TokenSigner
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Runtime:
     config: Config
     db: Database
     ring: KeyRing
+    signer: TokenSigner
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None) -> Runtime:
@@ -29,4 +31,7 @@ class Runtime:
             pool_size=cfg.pool_size,
             statement_timeout_ms=cfg.statement_timeout_ms,
         )
-        return cls(config=cfg, db=db, ring=KeyRing(cfg.peppers))
+        ring = KeyRing(cfg.peppers)
+        return cls(
+            config=cfg, db=db, ring=ring, signer=TokenSigner(cfg.token_secrets, ring.key_ids)
+        )

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .addresses import SCHEME, Target, contains_address
+from .addresses import SCHEME, Digest, Target, contains_address
 from .db import insert_rows
 from .errors import InvalidList, InvalidRequest, NotFound, Unprocessable
 from .models import GLOBAL_LIST, LIST_PATTERN, Kind, Reason, Suppression
@@ -421,6 +421,27 @@ def add(
         )
         return row, expired
     return row, False
+
+
+def add_by_digest(
+    session: Session,
+    digest: Digest,
+    list_name: str,
+    reason: Reason,
+    *,
+    source: str,
+    actor: str,
+    now: datetime,
+) -> tuple[Suppression, bool]:
+    """Suppress an address known only by one stored digest (an unsubscribe token's); idempotent.
+
+    The unsubscribe page never sees the address, so it cannot compute the digest under the
+    active pepper. A digest under an older pepper is recorded under that pepper's key id:
+    every check computes digests under all peppers, finds the row, and re-keys it lazily
+    (DESIGN §3), exactly as for rows written before a rotation.
+    """
+    target = Target(kind=Kind.address.value, digests=(digest,))
+    return add(session, target, list_name, reason, source=source, actor=actor, now=now)
 
 
 def remove(

@@ -234,7 +234,7 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # busy machine: ask again
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not ready in {timeout}s: {self.log_path.read_text()}")

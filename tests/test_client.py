@@ -164,6 +164,8 @@ def test_check_parses_the_verdict_and_rejects_a_wrong_one() -> None:
 
 def links_answer(request: requests.PreparedRequest, body: bytes) -> Any:
     data = json.loads(body)
+    valid = [e for e in data["emails"] if "@" in e]
+    invalid = [{"email": e, "code": "invalid_email"} for e in data["emails"] if "@" not in e]
     links = [
         {
             "email": email,
@@ -173,9 +175,9 @@ def links_answer(request: requests.PreparedRequest, body: bytes) -> Any:
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
         }
-        for i, email in enumerate(data["emails"])
+        for i, email in enumerate(valid)
     ]
-    return 200, json.dumps({"links": links}).encode(), {}
+    return 200, json.dumps({"links": links, "invalid": invalid}).encode(), {}
 
 
 def test_unsubscribe_links_batches_and_keeps_order() -> None:
@@ -186,6 +188,12 @@ def test_unsubscribe_links_batches_and_keeps_order() -> None:
     assert len(service.calls) == 3
     assert all(path == "/v1/unsubscribe-links" for path, _ in service.calls)
     assert json.loads(service.calls[0][1])["list"] == "news"
+
+
+def test_unsubscribe_links_skips_addresses_the_service_finds_invalid() -> None:
+    client, _ = client_with(links_answer)
+    links = client.unsubscribe_links("news", ["a@example.se", "not an address", "b@example.se"])
+    assert [link["email"] for link in links] == ["a@example.se", "b@example.se"]
 
 
 def test_unsubscribe_links_rejects_a_mismatched_answer() -> None:

@@ -63,6 +63,12 @@ def test_streamed_filter_import_client_and_cli_over_http(
     assert client.check("recipient.00003@example.se", "news").allowed is False
     assert client.check("recipient.00003@example.se", "other").allowed is True
 
+    # Unsubscribe links for the allowed ones; an invalid address gets none.
+    links = client.unsubscribe_links("news", ["keep.me@example.se", "not an address"])
+    assert [link["email"] for link in links] == ["keep.me@example.se"]
+    assert links[0]["url"].startswith(url + "/u/")
+    assert links[0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
     # A plain streamed request (chunked upload) answers lines, then the trailer.
     raw = requests.post(
         url + "/v1/filter",

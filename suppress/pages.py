@@ -1,0 +1,185 @@
+"""The /u blueprint: the unsubscribe landing page and RFC 8058 one-click, in two languages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from babel import Locale
+from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask_babel import Babel, get_locale
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from . import audit, suppressions
+from .errors import ConfigError, SuppressError
+from .models import GLOBAL_LIST, Reason
+from .runtime import Runtime
+from .tokens import Claim
+
+bp = Blueprint("pages", __name__, url_prefix="/u")
+log = logging.getLogger("suppress.pages")
+# Message ids are English; every other language is a catalog in suppress/translations/.
+SOURCE_LANGUAGE = "en"
+ACTOR = "recipient"
+STYLESHEET = Path(__file__).resolve().parent / "templates" / "page.css"
+# Which problem page a failure shows; anything else gets the generic one.
+PROBLEMS = {"invalid_token", "token_retired", "rate_limited", "unavailable"}
+
+
+@dataclass(frozen=True)
+class Pages:
+    """What every page render needs, fixed at start-up."""
+
+    languages: tuple[tuple[str, str], ...]  # (code, name in that language)
+    default_language: str
+    css: Markup
+    headers: dict[str, str]
+
+
+def _settings() -> Pages:
+    return current_app.extensions["suppress.pages"]  # type: ignore[no-any-return]
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["suppress"]  # type: ignore[no-any-return]
+
+
+def select_language() -> str:
+    """The visitor's language: the switch (?lang=) first, then Accept-Language, else default."""
+    pages = _settings()
+    codes = [code for code, _name in pages.languages]
+    chosen = request.args.get("lang", "")
+    if chosen in codes:
+        return chosen
+    return request.accept_languages.best_match(codes, default=pages.default_language) or ""
+
+
+def init_app(app: Flask, settings: dict[str, Any]) -> None:
+    """Wire Flask-Babel, the page headers and the blueprint."""
+    babel = Babel(app, locale_selector=select_language)
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    with app.app_context():
+        codes = {SOURCE_LANGUAGE} | {str(loc) for loc in babel.list_translations()}
+    default = str(settings.get("default_language") or "sv")
+    if default not in codes:
+        raise ConfigError(
+            f"[pages] default_language {default!r} has no catalog; have: {sorted(codes)}"
+        )
+    app.config["BABEL_DEFAULT_LOCALE"] = default
+    css = STYLESHEET.read_text("utf-8")
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode()
+    app.extensions["suppress.pages"] = Pages(
+        languages=tuple(
+            (code, (Locale.parse(code).get_display_name(code) or code).capitalize())
+            for code in sorted(codes)
+        ),
+        default_language=default,
+        css=Markup(css),
+        headers={
+            # Link scanners and search engines must neither index nor keep these pages.
+            "X-Robots-Tag": "noindex, nofollow",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+            # Nothing loads from anywhere: the only style is the inline sheet, by its hash.
+            "Content-Security-Policy": (
+                f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'"
+            ),
+            "Vary": "Accept-Language",
+        },
+    )
+    app.register_blueprint(bp)
+
+
+def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    """Render a page in the selected language."""
+    pages = _settings()
+    return (
+        render_template(
+            template,
+            lang=str(get_locale()),
+            languages=pages.languages,
+            css=pages.css,
+            **context,
+        ),
+        status,
+    )
+
+
+def choice(form: Any, claim: Claim) -> tuple[str, Reason, str] | None:
+    """(list, reason, source) from a one-click or landing-form body; None if it chose nothing."""
+    if form.get("List-Unsubscribe") == "One-Click":  # RFC 8058 §3.1: the token's list
+        scope, source = "list", "one_click"
+    elif form.get("scope") in ("list", "global"):
+        scope, source = form["scope"], "landing_page"
+    else:
+        return None
+    list_name = GLOBAL_LIST if scope == "global" else claim.list
+    # Leaving all direct marketing is an objection (GDPR art. 21(2)); one list, an unsubscribe.
+    reason = Reason.objection if list_name == GLOBAL_LIST else Reason.unsubscribe
+    return list_name, reason, source
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@bp.get("/<token>")
+def landing(token: str) -> Any:
+    # GET (and HEAD) only ever renders: mail scanners fetch every link they see.
+    claim = _runtime().signer.verify(token)
+    return page("landing.html", list=claim.list, missing=False)
+
+
+@bp.post("/<token>")
+def unsubscribe(token: str) -> Any:
+    rt = _runtime()
+    claim = rt.signer.verify(token)
+    chosen = choice(request.form, claim)
+    if chosen is None:
+        return page("landing.html", 400, list=claim.list, missing=True)
+    list_name, reason, source = chosen
+    # Committed before the page is sent: the very next check sees the opt-out.
+    with rt.db.begin() as session:
+        suppressions.add_by_digest(
+            session, claim.digest, list_name, reason, source=source, actor=ACTOR, now=audit.utcnow()
+        )
+    return page("done.html", list=claim.list, scope=list_name)
+
+
+# --- failures and headers ---------------------------------------------------------------------
+
+
+@bp.errorhandler(SuppressError)
+def domain_error(exc: SuppressError) -> tuple[str, int]:
+    return page("problem.html", exc.status, problem=exc.code if exc.code in PROBLEMS else "other")
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    problem = "rate_limited" if status == 429 else "other"
+    body, status = page("problem.html", status, problem=problem)
+    response = Response(body, status=status, mimetype="text/html")
+    for name, value in exc.get_headers():
+        if name.lower() == "allow":
+            response.headers[name] = value
+    return response
+
+
+@bp.errorhandler(Exception)
+def unexpected(exc: Exception) -> tuple[str, int]:
+    log.exception("unhandled error on a public page")
+    return page("problem.html", 500, problem="other")
+
+
+@bp.after_request
+def headers(response: Response) -> Response:
+    for name, value in _settings().headers.items():
+        response.headers[name] = value
+    response.headers["Content-Language"] = str(get_locale())
+    return response

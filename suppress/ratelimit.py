@@ -1,0 +1,80 @@
+"""Rate limits (Flask-Limiter): per client IP on the public pages, per API key on /v1."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+
+from .errors import ConfigError
+
+log = logging.getLogger("suppress.ratelimit")
+# Retry-After when the storage cannot tell when the window resets.
+FALLBACK_RETRY_AFTER = 60
+# A slow or dead Redis must not hold requests: give up quickly and fall back to memory.
+REDIS_OPTIONS: dict[str, Any] = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+
+
+def _validated(settings: dict[str, Any], name: str) -> str:
+    value = settings.get(name)
+    try:
+        if not isinstance(value, str) or not parse_many(value):
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(
+            f"[ratelimit] {name} must be a rate such as '120 per minute', not {value!r}"
+        ) from None
+    return value
+
+
+def api_key_identity() -> str:
+    """The caller of /v1: a hash of its bearer token (never the token), else its IP."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        return "key:" + hashlib.sha256(header.encode("utf-8", "replace")).hexdigest()[:32]
+    return "ip:" + get_remote_address()
+
+
+def init_app(app: Flask, settings: dict[str, Any], *, pages: Blueprint, api: Blueprint) -> Limiter:
+    """Attach the limiter: one shared budget per client IP for all public pages, one per key."""
+    storage_url = str(settings.get("storage_url") or "memory://")
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri=storage_url,
+        storage_options=REDIS_OPTIONS if storage_url.startswith(("redis", "rediss")) else {},
+        strategy="fixed-window",
+        key_prefix="suppress",
+        # A limiter outage must never turn into a 5xx: fall back to per-process counters,
+        # and if even that fails, serve unlimited rather than fail the opt-out.
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+        headers_enabled=False,
+        enabled=bool(settings.get("enabled", True)),
+    )
+    limiter.shared_limit(_validated(settings, "pages"), scope="pages")(pages)
+    limiter.limit(_validated(settings, "api"), key_func=api_key_identity)(api)
+
+    @app.after_request
+    def retry_after(response: Response) -> Response:
+        if response.status_code == 429 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(_seconds_to_reset(limiter))
+        return response
+
+    return limiter
+
+
+def _seconds_to_reset(limiter: Limiter) -> int:
+    try:
+        current = limiter.current_limit
+        if current is not None:
+            return max(1, int(current.reset_at - time.time()))
+    except Exception:  # the storage went away between the breach and the answer
+        log.warning("rate-limit storage could not tell the reset time")
+    return FALLBACK_RETRY_AFTER

@@ -1,0 +1,177 @@
+"""Rate limits: per client IP on the pages, per API key on /v1; 429 with Retry-After, never 5xx."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from suppress import create_app
+from suppress.addresses import active_digest
+from suppress.errors import ConfigError
+from suppress.runtime import Runtime
+
+from .conftest import IN_CI, bearer, settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def limited_app(db_url: str, tmp_path: Path, **ratelimit: Any) -> Flask:
+    app = create_app(settings(db_url, tmp_path, ratelimit=ratelimit))
+    app.extensions["suppress"].db.upgrade()
+    return app
+
+
+@pytest.fixture
+def small(db_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = limited_app(db_url, tmp_path, pages="3 per minute", api="2 per minute")
+    yield app
+    app.extensions["suppress"].db.dispose()
+
+
+def page_url(app: Flask, email: str = "a@example.se") -> str:
+    rt: Runtime = app.extensions["suppress"]
+    return "/u/" + rt.signer.sign(active_digest(rt.ring, email), "news")
+
+
+def from_ip(ip: str) -> dict[str, Any]:
+    return {"environ_base": {"REMOTE_ADDR": ip}}
+
+
+def mailer_token(app: Flask, name: str = "job") -> str:
+    from suppress import apikeys
+    from suppress.models import Role
+
+    rt: Runtime = app.extensions["suppress"]
+    with rt.db.begin() as session:
+        return apikeys.create(session, name, Role.mailer, actor="test")[1]
+
+
+def test_pages_share_one_budget_per_client_ip(small: Flask) -> None:
+    client = small.test_client()
+    one, other = page_url(small), page_url(small, "b@example.se")
+    assert client.get(one).status_code == 200
+    assert client.post(other, data={"scope": "list"}).status_code == 200
+    assert client.get("/u/forged").status_code == 400  # bad links count too
+    over = client.get(one, headers={"Accept-Language": "en"})
+    assert over.status_code == 429
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    body = over.get_data(as_text=True)
+    assert over.mimetype == "text/html" and '<html lang="en">' in body
+    assert "<h1>Too many attempts</h1>" in body
+    assert over.headers["X-Robots-Tag"] == "noindex, nofollow"
+    assert over.headers["Cache-Control"] == "no-store"
+    # Another visitor is not held back by the first one.
+    assert client.get(one, **from_ip("192.0.2.7")).status_code == 200
+
+
+def test_a_limited_post_records_nothing(small: Flask) -> None:
+    client = small.test_client()
+    url = page_url(small)
+    for _ in range(3):
+        client.get(url)
+    refused = client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert refused.status_code == 429
+    token = mailer_token(small)
+    check = client.post(
+        "/v1/check", json={"email": "a@example.se", "list": "news"}, headers=bearer(token)
+    )
+    assert check.get_json()["allowed"] is True
+
+
+def test_api_budget_is_per_key(small: Flask) -> None:
+    client = small.test_client()
+    first, second = mailer_token(small, "one"), mailer_token(small, "two")
+    body = {"email": "a@example.se", "list": "news"}
+    for _ in range(2):
+        assert client.post("/v1/check", json=body, headers=bearer(first)).status_code == 200
+    over = client.post("/v1/check", json=body, headers=bearer(first))
+    assert over.status_code == 429
+    assert over.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    assert client.post("/v1/check", json=body, headers=bearer(second)).status_code == 200
+    # The public pages have their own budget.
+    assert client.get(page_url(small)).status_code == 200
+
+
+def test_health_endpoints_are_not_limited(small: Flask) -> None:
+    client = small.test_client()
+    assert {client.get("/healthz").status_code for _ in range(10)} == {200}
+
+
+def test_a_flood_gets_429s_and_never_a_5xx(db_url: str, tmp_path: Path) -> None:
+    app = limited_app(db_url, tmp_path, pages="20 per minute")
+    client = app.test_client()
+    url = page_url(app)
+    statuses = []
+    for i in range(150):
+        if i % 3 == 0:
+            statuses.append(client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code)
+        elif i % 3 == 1:
+            statuses.append(client.head(url).status_code)
+        else:
+            statuses.append(client.get(url[:-4]).status_code)
+    assert set(statuses) <= {200, 400, 429}
+    assert statuses.count(429) == 130
+    app.extensions["suppress"].db.dispose()
+
+
+def test_an_unreachable_limit_store_falls_back_to_memory(db_url: str, tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port that refuses connections
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    app = limited_app(db_url, tmp_path, pages="2 per minute", storage_url=dead)
+    client = app.test_client()
+    url = page_url(app)
+    assert [client.get(url).status_code for _ in range(3)] == [200, 200, 429]
+    app.extensions["suppress"].db.dispose()
+
+
+def redis_or_skip() -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        reason = "no Redis on 127.0.0.1:6379: shared rate-limit storage NOT TESTED"
+        if IN_CI:
+            pytest.fail(reason + " (CI=true requires it)")
+        pytest.skip(reason)
+
+
+def test_counters_are_shared_through_redis(db_url: str, tmp_path: Path) -> None:
+    redis_or_skip()
+    # Two app instances (two hosts, in production) count against one budget.
+    first = limited_app(db_url, tmp_path, pages="3 per minute", storage_url=REDIS_URL)
+    second = limited_app(db_url, tmp_path, pages="3 per minute", storage_url=REDIS_URL)
+    # A fresh client address per run: no earlier run (or another checkout's) shares its window.
+    visitor = from_ip(f"fd00::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}")
+    url = page_url(first)
+    statuses = [
+        first.test_client().get(url, **visitor).status_code,
+        second.test_client().get(url, **visitor).status_code,
+        first.test_client().get(url, **visitor).status_code,
+        second.test_client().get(url, **visitor).status_code,
+    ]
+    assert statuses == [200, 200, 200, 429]
+    for app in (first, second):
+        app.extensions["suppress"].db.dispose()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"pages": "lots"}, {"api": "5 per fortnight"}, {"pages": 120}, {"api": ""}]
+)
+def test_bad_rates_fail_at_start_up(db_url: str, tmp_path: Path, bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        create_app(settings(db_url, tmp_path, ratelimit=bad))
+
+
+def test_limits_can_be_switched_off(db_url: str, tmp_path: Path) -> None:
+    app = limited_app(db_url, tmp_path, pages="1 per minute", enabled=False)
+    client: FlaskClient = app.test_client()
+    assert {client.get(page_url(app)).status_code for _ in range(5)} == {200}
+    app.extensions["suppress"].db.dispose()
