@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -16,6 +18,7 @@ from . import (
     addresses,
     apikeys,
     audit,
+    bulk,
     idempotency,
     metrics,
     scheduler,
@@ -36,6 +39,17 @@ MAX_LINKS = 10_000
 # Big enough for MAX_LINKS addresses of the longest input n1 accepts, quoted and separated.
 MAX_LINKS_BYTES = MAX_LINKS * (addresses.MAX_INPUT + 8) + 64 * 1024
 ONE_CLICK = "List-Unsubscribe=One-Click"
+
+MAX_FILTER_EMAILS = 100_000
+# The JSON filter's body cap follows from its address limit (every address at the longest
+# input n1 accepts, plus JSON punctuation), instead of the 1 MiB cap of the other routes.
+MAX_FILTER_JSON_BYTES = MAX_FILTER_EMAILS * (addresses.MAX_INPUT + 8) + 65_536
+# Streamed bodies have no size limit: they are read a chunk at a time.
+UNLIMITED = sys.maxsize
+# Allowed lines (filter) and idempotent import bodies stay in memory up to this size, then
+# spill to a temporary file.
+SPOOL_BYTES = 8 << 20
+TEXT_TYPES = ("text/plain", "text/csv")
 
 
 def runtime() -> Runtime:
@@ -192,6 +206,98 @@ def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response
     return Response(text, status=status, mimetype="application/json")
 
 
+def text_body_mode() -> bool:
+    """True for a text/csv body (first column), False for text/plain; 415 for anything else."""
+    if request.mimetype not in TEXT_TYPES:
+        raise SuppressError(
+            "send the addresses as text/plain or text/csv, one per line",
+            code="unsupported_media_type",
+            status=415,
+        )
+    request.max_content_length = UNLIMITED
+    return request.mimetype == "text/csv"
+
+
+def replay_spool(spool: IO[bytes], trailer: bytes) -> Iterator[bytes]:
+    """Send a spooled answer, then its trailer; a read error ends it without the trailer."""
+    try:
+        spool.seek(0)
+        while chunk := spool.read(bulk.READ_CHUNK):
+            yield chunk
+        yield trailer
+    finally:
+        spool.close()
+
+
+def count_verdicts(allowed: int, suppressed: int) -> None:
+    """Bulk filter answers in the metrics."""
+    if allowed:
+        metrics.verdict(True, bulk=allowed)
+    if suppressed:
+        metrics.verdict(False, bulk=suppressed)
+
+
+def stream_filter(list_name: str, csv_mode: bool) -> Response:
+    """The streamed filter: read and check the whole body, then answer (DESIGN §5)."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    try:
+        totals = bulk.filter_lines(
+            runtime(),
+            bulk.iter_lines(request.stream),
+            list_name,
+            spool,
+            csv_mode=csv_mode,
+            actor=g.principal.actor,
+        )
+    except BaseException:
+        spool.close()
+        raise
+    count_verdicts(totals.allowed, totals.suppressed)
+    trailer = (totals.trailer() + "\n").encode()
+    # A known length lets every client detect a cut-off answer, even before the trailer.
+    length = spool.tell() + len(trailer)
+    return Response(
+        replay_spool(spool, trailer),
+        mimetype="text/plain",
+        headers={"Content-Length": str(length)},
+    )
+
+
+def idempotent_stream(produce: Callable[[IO[bytes] | Any], dict[str, Any]]) -> Response:
+    """Run a streamed write under an optional Idempotency-Key (the body is hashed on the way).
+
+    With a key the body is spooled while hashed, so a replay or a reused key is answered
+    before anything changes; without one it is processed straight from the request.
+    """
+    rt = runtime()
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return jsonify(produce(request.stream))
+    key = idempotency.validate_key(key)
+    principal = g.principal
+    hasher = idempotency.request_hasher(request.method, request.full_path)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        while chunk := request.stream.read(bulk.READ_CHUNK):
+            hasher.update(chunk)
+            spool.write(chunk)
+        req_hash = hasher.hexdigest()
+        with rt.db.begin() as session:
+            stored = idempotency.replay(session, principal.id, key, req_hash)
+        if stored is None:
+            spool.seek(0)
+            text = json.dumps(produce(spool), separators=(",", ":"))
+            with rt.db.begin() as session:
+                # A concurrent retry with the same key may have finished first: its answer wins.
+                stored = idempotency.replay(session, principal.id, key, req_hash)
+                if stored is None:
+                    idempotency.store(session, principal.id, key, req_hash, 200, text)
+                    return Response(text, status=200, mimetype="application/json")
+    status, text = stored
+    return Response(
+        text, status=status, mimetype="application/json", headers={"Idempotent-Replayed": "true"}
+    )
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -256,6 +362,54 @@ def remove_suppression() -> Any:
             session, target, list_name, reason=reason, evidence=evidence, actor=g.principal.actor
         )
     return jsonify({"removed": removed})
+
+
+@bp.post("/filter")
+@requires(Role.mailer)
+def filter_recipients() -> Any:
+    query_list = request.args.get("list")
+    if request.mimetype != "application/json":
+        csv_mode = text_body_mode()
+        return stream_filter(suppressions.validate_list(query_list), csv_mode)
+    request.max_content_length = MAX_FILTER_JSON_BYTES
+    data = json_body()
+    list_name = suppressions.validate_list(data.get("list"))
+    if query_list is not None and query_list != list_name:
+        # Never answer for one list while the caller may believe it asked about another.
+        raise InvalidRequest("the list in the query and in the body differ")
+    emails = data.get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise InvalidRequest("field 'emails' is required and must be a list of strings")
+    if len(emails) > MAX_FILTER_EMAILS:
+        raise PayloadTooLarge(
+            f"at most {MAX_FILTER_EMAILS} addresses per JSON request; "
+            "stream larger lists as text/plain"
+        )
+    result = bulk.filter_emails(runtime(), emails, list_name, actor=g.principal.actor)
+    count_verdicts(len(result["allowed"]), len(result["suppressed"]))
+    return jsonify(result)
+
+
+@bp.post("/imports")
+@requires(Role.recorder)
+def import_suppressions() -> Any:
+    list_name = suppressions.validate_list(request.args.get("list"))
+    reason = suppressions.parse_reason(request.args.get("reason"))
+    source = suppressions.validate_text("source", request.args.get("source", "import"))
+    csv_mode = text_body_mode()
+
+    def produce(stream: IO[bytes]) -> dict[str, Any]:
+        return bulk.import_lines(
+            runtime(),
+            bulk.iter_lines(stream),
+            list_name,
+            reason,
+            source=source,
+            actor=g.principal.actor,
+            csv_mode=csv_mode,
+        ).to_dict()
+
+    return idempotent_stream(produce)
 
 
 @bp.post("/unsubscribe-links")

@@ -105,7 +105,21 @@ def authenticate(session: Session, token: str | None) -> Principal:
     if not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     wanted = hash_token(token)
-    key = session.scalars(select(ApiKey).where(ApiKey.token_hash == wanted)).one_or_none()
+    # Columns, not an entity: this runs on every request, and nothing here is modified.
+    key = (
+        session.connection()
+        .execute(
+            select(
+                ApiKey.id,
+                ApiKey.name,
+                ApiKey.role,
+                ApiKey.token_hash,
+                ApiKey.revoked_at,
+                ApiKey.last_used_at,
+            ).where(ApiKey.token_hash == wanted)
+        )
+        .one_or_none()
+    )
     if key is None or not hmac.compare_digest(key.token_hash, wanted) or key.revoked_at:
         raise Unauthorized("unknown or revoked API key")
     return Principal(id=key.id, name=key.name, role=key.role, last_used_at=key.last_used_at)

@@ -6,6 +6,7 @@ import enum
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from .db import insert_rows
 from .errors import InvalidRequest
 from .models import AuditEvent
 
@@ -33,16 +35,25 @@ def naive_utc(moment: datetime) -> datetime:
 
 def canonical(event: AuditEvent) -> bytes:
     """The bytes an event's hash covers: every field but id and the hashes, in fixed order."""
+    return _canonical(
+        {name: getattr(event, name) for name in _HASHED},
+    )
+
+
+_HASHED = ("action", "actor", "at", "detail", "digest", "kind", "list", "reason", "source")
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
     body = {
-        "action": event.action,
-        "actor": event.actor,
-        "at": event.at.isoformat(timespec="microseconds"),
-        "detail": event.detail,
-        "digest": event.digest.hex() if event.digest else None,
-        "kind": event.kind,
-        "list": event.list,
-        "reason": event.reason,
-        "source": event.source,
+        "action": fields["action"],
+        "actor": fields["actor"],
+        "at": fields["at"].isoformat(timespec="microseconds"),
+        "detail": fields["detail"],
+        "digest": fields["digest"].hex() if fields["digest"] else None,
+        "kind": fields["kind"],
+        "list": fields["list"],
+        "reason": fields["reason"],
+        "source": fields["source"],
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -101,6 +112,70 @@ def record(
     session.add(event)
     session.flush()
     return event
+
+
+class _DigestSlot:
+    """Stands in for the digest while the shared part of many events is serialized once."""
+
+    def hex(self) -> str:
+        return "\x00"
+
+
+_AUDIT_COLUMNS = (
+    "at",
+    "action",
+    "digest",
+    "kind",
+    "list",
+    "reason",
+    "source",
+    "actor",
+    "detail",
+    "prev_hash",
+    "hash",
+)
+
+
+def record_uniform(
+    session: Session,
+    digests: Sequence[bytes],
+    *,
+    action: str,
+    actor: str,
+    kind: str | None = None,
+    list: str | None = None,
+    reason: str | None = None,
+    source: str | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one event per digest, all else equal (bulk imports): the chain record() makes."""
+    if not digests:
+        return
+    fields = {
+        "action": action,
+        "actor": actor,
+        "at": (at or utcnow()).replace(tzinfo=None),
+        "detail": detail or {},
+        "digest": _DigestSlot(),
+        "kind": kind,
+        "list": list,
+        "reason": reason,
+        "source": source,
+    }
+    # Only the digest differs between the events: serialize the rest once.
+    head, slot, tail = _canonical(fields).partition(b"\\u0000")
+    assert slot and b"\\u0000" not in tail
+    prev = _lock_head(session)
+    rows = []
+    for digest in digests:
+        link = hashlib.sha256(prev + head + digest.hex().encode() + tail).digest()
+        rows.append(
+            (fields["at"], action, digest, kind, list, reason, source, actor, fields["detail"])
+            + (prev, link)
+        )
+        prev = link
+    insert_rows(session, AuditEvent.__table__, _AUDIT_COLUMNS, rows)  # type: ignore[arg-type]
 
 
 MAX_PAGE = 1000

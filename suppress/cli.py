@@ -7,14 +7,14 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
-from . import access, addresses, apikeys, audit, peppers, suppressions
+from . import access, addresses, apikeys, audit, bulk, peppers, suppressions
 from . import config as config_module
 from .errors import SuppressError
 from .models import Reason
@@ -325,6 +325,138 @@ def check(email: str, list_name: str, as_json: bool) -> None:
         why = ", ".join(f"{h.reason} ({h.kind}, {h.scope})" for h in verdict.hits)
         click.echo(f"suppressed on {list_name}: {why}")
     sys.exit(0 if verdict.allowed else 1)
+
+
+def _size(stream: IO[bytes]) -> int | None:
+    """The byte size of a regular input file, None for a pipe or terminal."""
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stat.st_size if stat.st_mode & 0o170000 == 0o100000 else None
+
+
+def _progress(stream: IO[bytes], label: str) -> Any:
+    """A click progress bar on stderr, measured in input bytes (hidden when not a terminal)."""
+    return click.progressbar(
+        length=_size(stream) or 0, label=label, file=sys.stderr, show_eta=_size(stream) is not None
+    )
+
+
+def _counted(stream: IO[bytes], bar: Any) -> Iterator[bytes]:
+    """The stream's chunks, advancing the progress bar by each chunk's size."""
+    while chunk := stream.read(bulk.READ_CHUNK):
+        bar.update(len(chunk))
+        yield chunk
+
+
+def _csv_mode(option: bool | None, stream: IO[bytes]) -> bool:
+    if option is not None:
+        return option
+    return str(getattr(stream, "name", "")).lower().endswith(".csv")
+
+
+@main.command("filter")
+@click.option("--list", "list_name", required=True, help="The list the mailing goes out on.")
+@click.option(
+    "--url",
+    envvar="SUPPRESS_URL",
+    help="Service base URL (or SUPPRESS_URL); without it the local database is read.",
+)
+@click.option("--token", envvar="SUPPRESS_TOKEN", help="API token (or SUPPRESS_TOKEN).")
+@click.option(
+    "--csv/--plain",
+    "csv_option",
+    default=None,
+    help="Address in the first CSV column, or the whole line (default: CSV for *.csv files).",
+)
+@click.argument("file", type=click.File("rb"), default="-")
+@handled
+def filter_command(
+    list_name: str, url: str | None, token: str | None, csv_option: bool | None, file: IO[bytes]
+) -> None:
+    """Write the allowed lines of FILE (or stdin) to stdout; exit 0 only if all were checked.
+
+    Nothing reaches stdout before the whole input has been checked: on any failure the
+    command prints one error line and exits non-zero with no output (fail closed).
+    """
+    list_name = suppressions.validate_list(list_name)
+    csv_mode = _csv_mode(csv_option, file)
+    out = sys.stdout.buffer
+    with _progress(file, "filtering") as bar:
+        lines = bulk.iter_lines(_counted(file, bar))
+        if url:
+            from .client import Client, ClientError
+
+            if not token:
+                fail("an API token is required with --url (--token or SUPPRESS_TOKEN)")
+            try:
+                client = Client(url, token or "")
+                allowed = list_allowed_over_http(client, lines, list_name, csv_mode)
+            except ClientError as exc:
+                fail(f"{exc.message}; nothing was written")
+            with allowed:
+                _copy(allowed, out)
+            return
+        with tempfile.SpooledTemporaryFile(8 << 20) as spool:
+            totals = bulk.filter_lines(
+                runtime(), lines, list_name, spool, csv_mode=csv_mode, actor=actor()
+            )
+            spool.seek(0)
+            _copy(spool, out)
+    click.echo(totals.trailer().lstrip("# "), err=True)
+
+
+def list_allowed_over_http(
+    client: Any, lines: Iterator[bytes], list_name: str, csv_mode: bool
+) -> IO[bytes]:
+    """The verified allowed lines from the service, spooled (the client yields only verified)."""
+    spool = tempfile.SpooledTemporaryFile(8 << 20)
+    try:
+        for line in client.filter_lines(lines, list_name, csv=csv_mode):
+            spool.write(line + b"\n")
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
+
+
+def _copy(source: IO[bytes], out: IO[bytes]) -> None:
+    while chunk := source.read(bulk.READ_CHUNK):
+        out.write(chunk)
+    out.flush()
+
+
+@main.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--list", "list_name", required=True, help="List name, or 'global'.")
+@click.option("--reason", required=True, type=click.Choice([r.value for r in Reason]))
+@click.option("--source", default="import", show_default=True, help="Where the list came from.")
+@click.option(
+    "--csv/--plain",
+    "csv_option",
+    default=None,
+    help="Address in the first CSV column, or the whole line (default: CSV for *.csv files).",
+)
+@handled
+def import_command(
+    file: IO[bytes], list_name: str, reason: str, source: str, csv_option: bool | None
+) -> None:
+    """Suppress every address of FILE on a list (idempotent; never removes anything)."""
+    list_name = suppressions.validate_list(list_name)
+    source = suppressions.validate_text("source", source)
+    with _progress(file, "importing") as bar:
+        totals = bulk.import_lines(
+            runtime(),
+            bulk.iter_lines(_counted(file, bar)),
+            list_name,
+            suppressions.parse_reason(reason),
+            source=source,
+            actor=actor(),
+            csv_mode=_csv_mode(csv_option, file),
+        )
+    click.echo(json.dumps(totals.to_dict()))
 
 
 @main.command()

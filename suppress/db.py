@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, LargeBinary, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +53,55 @@ def _sqlite_begin(conn: Any) -> None:
     # reads and then writes fails at once with SQLITE_BUSY instead of waiting its turn.
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+    """Insert many rows in the session's transaction at bulk speed (COPY on PostgreSQL).
+
+    Values are Python values of the columns' types; each column's SQLAlchemy bind processing
+    (e.g. SQLite's datetime text format, JSON) is applied, so the rows read back as if the
+    ORM had written them.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    # bytes go to both drivers as they are; other processed values (datetimes, JSON, enums)
+    # repeat across a bulk insert, so each distinct object is processed once.
+    processors = {
+        i: p
+        for i, name in enumerate(columns)
+        if not isinstance(table.c[name].type, LargeBinary)
+        and (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    }
+    if processors:
+        done: dict[tuple[int, int], Any] = {}
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, processor in processors.items():
+                value = values[i]
+                if value is not None:
+                    key = (i, id(value))
+                    if key not in done:
+                        done[key] = processor(value)
+                    values[i] = done[key]
+            converted.append(tuple(values))
+        rows = converted
+    names = ", ".join(columns)
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        if dialect.name == "postgresql":
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    finally:
+        cursor.close()
 
 
 class Database:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -15,9 +16,16 @@ from .models import IdempotencyKey
 MAX_KEY = 255
 
 
+def request_hasher(method: str, path: str) -> Any:
+    """An incremental request hash: feed it the body with update(), then hexdigest()."""
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n")
+
+
 def request_hash(method: str, path: str, body: bytes) -> str:
     """What makes two requests "the same" for a key."""
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+    hasher = request_hasher(method, path)
+    hasher.update(body)
+    return str(hasher.hexdigest())
 
 
 def validate_key(key: str) -> str:

@@ -579,6 +579,107 @@ def spec(base_url: str) -> dict[str, Any]:
                     ],
                 )
             },
+            "/v1/filter": {
+                "post": _op(
+                    "Filter recipients: JSON (at most 100,000) or a streamed text body",
+                    "mailer",
+                    None,
+                    _responses(
+                        {
+                            "200": {
+                                "description": "JSON: the verdicts. Text: the allowed input "
+                                "lines as given, in input order, then the last line "
+                                "'# checked=N allowed=A suppressed=S invalid=I'. An answer "
+                                "without that trailer is incomplete: treat every recipient "
+                                "as suppressed.",
+                                "content": {
+                                    "application/json": {"schema": _ref("FilterResult")},
+                                    "text/plain": {"schema": {"type": "string"}},
+                                },
+                            },
+                            "415": _error("Body is not JSON, text/plain or text/csv"),
+                        },
+                        *auth_errors,
+                        413,
+                    ),
+                    parameters=[
+                        {
+                            "name": "list",
+                            "in": "query",
+                            "required": False,
+                            "schema": LIST_NAME,
+                            "description": "Required for the streamed (text) form.",
+                        }
+                    ],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "list": LIST_NAME,
+                                        "emails": {
+                                            "type": "array",
+                                            "items": {"type": "string"},
+                                            "maxItems": 100_000,
+                                        },
+                                    },
+                                    "required": ["list", "emails"],
+                                }
+                            },
+                            # Any text is a valid body (a line that is no address is
+                            # counted invalid), so the schemas constrain nothing.
+                            "text/plain": {
+                                "schema": {"description": "One address per line; no size limit."}
+                            },
+                            "text/csv": {
+                                "schema": {"description": "The address in the first column."}
+                            },
+                        },
+                    },
+                )
+            },
+            "/v1/imports": {
+                "post": _op(
+                    "Import a list of opt-outs (streamed; idempotent; never removes)",
+                    "recorder",
+                    None,
+                    _responses(
+                        {
+                            "200": {
+                                "description": "Counts; invalid lines by number (no text)",
+                                **_json(_ref("ImportResult")),
+                            },
+                            "415": _error("Body is not text/plain or text/csv"),
+                        },
+                        *auth_errors,
+                    ),
+                    parameters=[
+                        {"name": "list", "in": "query", "required": True, "schema": LIST_NAME},
+                        {
+                            "name": "reason",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": REASONS},
+                        },
+                        {
+                            "name": "source",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 128, "default": "import"},
+                        },
+                        IDEMPOTENCY_KEY,
+                    ],
+                    requestBody={
+                        "required": True,
+                        "content": {
+                            "text/csv": {"schema": {"description": "First column."}},
+                            "text/plain": {"schema": {"description": "One per line."}},
+                        },
+                    },
+                )
+            },
             "/v1/openapi.json": {
                 "get": _op("This document", None, None, {"200": {"description": "OpenAPI 3.1"}})
             },
@@ -754,6 +855,58 @@ def spec(base_url: str) -> dict[str, Any]:
                         },
                     },
                     "required": ["id", "job", "run_key", "status", "started_at", "summary"],
+                },
+                "FilterResult": {
+                    "type": "object",
+                    "properties": {
+                        "list": LIST_NAME,
+                        "checked": {"type": "integer"},
+                        "allowed": {"type": "array", "items": {"type": "string"}},
+                        "suppressed": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string"},
+                                    "reason": {"type": "string", "enum": REASONS},
+                                    "scope": {"type": "string"},
+                                },
+                            },
+                        },
+                        "invalid": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "email": {"type": "string"},
+                                    "code": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                    "required": ["list", "checked", "allowed", "suppressed", "invalid"],
+                },
+                "ImportResult": {
+                    "type": "object",
+                    "properties": {
+                        "received": {"type": "integer"},
+                        "added": {"type": "integer"},
+                        "existing": {"type": "integer"},
+                        "invalid": {"type": "integer"},
+                        "invalid_lines": {
+                            "type": "array",
+                            "maxItems": 1000,
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "line": {"type": "integer"},
+                                    "code": {"type": "string"},
+                                },
+                            },
+                        },
+                        "invalid_lines_truncated": {"type": "boolean"},
+                    },
+                    "required": ["received", "added", "existing", "invalid", "invalid_lines"],
                 },
                 "AddResult": {
                     "type": "object",

@@ -1,0 +1,284 @@
+"""Streamed bulk paths shared by the API and the CLI: filter and import lines in batches.
+
+Lines come in as bytes (a request body or a file), are checked or imported a batch at a time,
+each batch in its own short transaction, so memory stays constant whatever the input size.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from . import audit, suppressions
+from .addresses import Target, Targeter
+from .errors import InvalidEmail, SuppressError
+from .models import Reason
+from .runtime import Runtime
+
+log = logging.getLogger("suppress.bulk")
+
+FILTER_BATCH = 5_000
+IMPORT_BATCH = 10_000
+READ_CHUNK = 1 << 16
+# Line numbers of invalid import lines reported in full; the count is always exact.
+MAX_INVALID_LINES = 1_000
+# Stale (old-pepper) hits re-keyed at once after a filter; more wait for later hits.
+MAX_REKEY = 10_000
+Progress = Callable[[int], None]
+
+
+def iter_lines(stream: IO[bytes] | Iterable[bytes], chunk: int = READ_CHUNK) -> Iterator[bytes]:
+    """Lines of a byte stream without their terminators (LF or CRLF), read a chunk at a time.
+
+    A byte-order mark at the very start is dropped.
+    """
+    read = getattr(stream, "read", None)
+    chunks: Iterable[bytes] = iter(lambda: read(chunk), b"") if read else stream
+    rest = b""
+    start = True  # until three bytes have arrived, a byte-order mark may still be coming
+    for data in chunks:
+        data = rest + data
+        if start:
+            if len(data) < 3 and b"\n" not in data:
+                rest = data
+                continue
+            data = data.removeprefix(b"\xef\xbb\xbf")
+            start = False
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if start:
+        rest = rest.removeprefix(b"\xef\xbb\xbf")
+    if rest:
+        yield rest[:-1] if rest.endswith(b"\r") else rest
+
+
+def address_field(line: bytes, csv_mode: bool) -> str | None:
+    """The address text of one input line (the first column in CSV), None for a blank line.
+
+    A line that is not UTF-8 gives "", which no normalization accepts: it counts as invalid.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    if not text.strip():
+        return None
+    if csv_mode:
+        if '"' in text:
+            text = next(csv.reader([text]), [""])[0]
+        else:
+            text = text.partition(",")[0]
+    return text
+
+
+@dataclass
+class FilterTotals:
+    """The counts of a filter run; the trailer line of the streamed answer."""
+
+    checked: int = 0
+    allowed: int = 0
+    suppressed: int = 0
+    invalid: int = 0
+
+    def trailer(self) -> str:
+        """The last line of a complete streamed answer (DESIGN §5)."""
+        return (
+            f"# checked={self.checked} allowed={self.allowed} "
+            f"suppressed={self.suppressed} invalid={self.invalid}"
+        )
+
+
+@dataclass
+class _Rekeyer:
+    """Collects old-pepper hits and re-keys them in a write transaction of their own."""
+
+    rt: Runtime
+    actor: str
+    stale: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def add(self, verdict: suppressions.Verdict) -> None:
+        if len(self.stale) < MAX_REKEY:
+            self.stale.extend(verdict.stale)
+
+    def flush(self) -> None:
+        """Re-key what was collected; a failure only postpones it (verdicts are made)."""
+        if not self.stale:
+            return
+        try:
+            with self.rt.db.begin() as session:
+                suppressions.rekey(
+                    session, tuple(self.stale), self.rt.ring.active_id, actor=self.actor
+                )
+        except SuppressError as exc:
+            log.warning("lazy re-key postponed: %s", exc.message)
+        self.stale.clear()
+
+
+def filter_lines(
+    rt: Runtime,
+    lines: Iterable[bytes],
+    list_name: str,
+    out: IO[bytes],
+    *,
+    csv_mode: bool,
+    actor: str,
+    progress: Progress | None = None,
+) -> FilterTotals:
+    """Write the allowed lines, as given and in input order, to out; return the totals.
+
+    Blank lines are skipped and not counted. Any failure raises before the totals exist, so
+    a caller that writes the trailer only after this returns never vouches for a partial run.
+    """
+    targeter = Targeter(rt.ring)
+    totals = FilterTotals()
+    rekeyer = _Rekeyer(rt, actor)
+    batch: list[tuple[bytes, Target]] = []
+
+    def run_batch() -> None:
+        with rt.db.begin(write=False) as session:
+            verdicts = suppressions.check_many(
+                session, [t for _, t in batch], list_name, now=audit.utcnow()
+            )
+        for (line, _), verdict in zip(batch, verdicts, strict=True):
+            if verdict.allowed:
+                out.write(line + b"\n")
+                totals.allowed += 1
+            else:
+                totals.suppressed += 1
+                if verdict.stale:
+                    rekeyer.add(verdict)
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    for line in lines:
+        text = address_field(line, csv_mode)
+        if text is None:
+            continue
+        totals.checked += 1
+        try:
+            batch.append((line, targeter.target(text)))
+        except InvalidEmail:
+            totals.invalid += 1
+            if progress:
+                progress(1)
+            continue
+        if len(batch) >= FILTER_BATCH:
+            run_batch()
+    if batch:
+        run_batch()
+    rekeyer.flush()
+    return totals
+
+
+def filter_emails(rt: Runtime, emails: list[Any], list_name: str, *, actor: str) -> dict[str, Any]:
+    """The JSON filter: allowed, suppressed (with the first reason) and invalid, in input order."""
+    targeter = Targeter(rt.ring)
+    allowed: list[str] = []
+    suppressed: list[dict[str, str]] = []
+    invalid: list[dict[str, str]] = []
+    rekeyer = _Rekeyer(rt, actor)
+    for start in range(0, len(emails), FILTER_BATCH):
+        batch: list[tuple[str, Target]] = []
+        for email in emails[start : start + FILTER_BATCH]:
+            try:
+                batch.append((email, targeter.target(email)))
+            except InvalidEmail as exc:
+                invalid.append({"email": email, "code": exc.code})
+        with rt.db.begin(write=False) as session:
+            verdicts = suppressions.check_many(
+                session, [t for _, t in batch], list_name, now=audit.utcnow()
+            )
+        for (email, _), verdict in zip(batch, verdicts, strict=True):
+            if verdict.allowed:
+                allowed.append(email)
+            else:
+                first = verdict.hits[0]
+                suppressed.append({"email": email, "reason": first.reason, "scope": first.scope})
+                rekeyer.add(verdict)
+    rekeyer.flush()
+    return {
+        "list": list_name,
+        "checked": len(emails),
+        "allowed": allowed,
+        "suppressed": suppressed,
+        "invalid": invalid,
+    }
+
+
+@dataclass
+class ImportTotals:
+    """The answer of an import (DESIGN §5); invalid_lines holds line numbers, no text."""
+
+    received: int = 0
+    added: int = 0
+    existing: int = 0
+    invalid: int = 0
+    invalid_lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "received": self.received,
+            "added": self.added,
+            "existing": self.existing,
+            "invalid": self.invalid,
+            "invalid_lines": self.invalid_lines,
+        }
+        if self.invalid > len(self.invalid_lines):
+            out["invalid_lines_truncated"] = True
+        return out
+
+
+def import_lines(
+    rt: Runtime,
+    lines: Iterable[bytes],
+    list_name: str,
+    reason: Reason,
+    *,
+    source: str,
+    actor: str,
+    csv_mode: bool = True,
+    progress: Progress | None = None,
+) -> ImportTotals:
+    """Suppress every valid address of the input on a list, a batch per transaction.
+
+    Idempotent: a second run adds nothing. A failure raises; batches already committed stay
+    (they are correct suppressions, and a retry counts them as existing).
+    """
+    targeter = Targeter(rt.ring)
+    totals = ImportTotals()
+    batch: list[Target] = []
+
+    def run_batch() -> None:
+        with rt.db.begin() as session:
+            counts = suppressions.import_batch(
+                session, batch, list_name, reason, source=source, actor=actor, now=audit.utcnow()
+            )
+        totals.added += counts.added
+        totals.existing += counts.existing
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    for number, line in enumerate(lines, start=1):
+        text = address_field(line, csv_mode)
+        if text is None:
+            continue
+        totals.received += 1
+        try:
+            batch.append(targeter.target(text))
+        except InvalidEmail as exc:
+            totals.invalid += 1
+            if len(totals.invalid_lines) < MAX_INVALID_LINES:
+                totals.invalid_lines.append({"line": number, "code": exc.code})
+            continue
+        if len(batch) >= IMPORT_BATCH:
+            run_batch()
+    if batch:
+        run_batch()
+    return totals
