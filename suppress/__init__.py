@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
-    from . import api, health, metrics, pages, ratelimit, web
+    from . import api, health, logs, metrics, pages, ratelimit, web
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
@@ -17,6 +17,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["suppress"] = rt
+    logs.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     pages.init_app(app, rt.config.section("pages"))

@@ -565,11 +565,9 @@ def audit_verify(anchor: str | None) -> None:
 @handled
 def scheduler_command() -> None:
     """Run the nightly and hourly jobs (APScheduler) until SIGTERM."""
-    import logging
+    from . import logs, scheduler
 
-    from . import scheduler
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
     scheduler.serve(runtime())
 
 

@@ -123,14 +123,20 @@ class Database:
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
-                url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+                url,
+                hide_parameters=True,  # error messages and logs never carry digests
+                connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
             )
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             event.listen(self.engine, "begin", _sqlite_begin)
             write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url,
+                hide_parameters=True,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
             )
             write_engine = self.engine
             if statement_timeout_ms > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -21,7 +22,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
 
 from .errors import SuppressError
-from .models import Suppression
+from .models import JobRun, Suppression
 
 bp = Blueprint("metrics", __name__)
 
@@ -70,18 +71,43 @@ class DatabaseCollector(Collector):
             "suppress_suppressions", "Stored suppressions by reason.", labels=["reason"]
         )
         up = GaugeMetricFamily("suppress_database_up", "1 if the database answered the scrape.")
+        runs = GaugeMetricFamily(
+            "suppress_job_runs",
+            "Job runs in the ledger, by job and status.",
+            labels=["job", "status"],
+        )
+        last_ok = GaugeMetricFamily(
+            "suppress_job_last_success_timestamp_seconds",
+            "When each job last finished successfully (Unix time); alert on its age.",
+            labels=["job"],
+        )
         try:
             with self.app.extensions["suppress"].db.begin(write=False) as session:
                 rows = session.execute(
                     select(Suppression.reason, func.count()).group_by(Suppression.reason)
+                ).all()
+                run_counts = session.execute(
+                    select(JobRun.job, JobRun.status, func.count()).group_by(
+                        JobRun.job, JobRun.status
+                    )
+                ).all()
+                successes = session.execute(
+                    select(JobRun.job, func.max(JobRun.finished_at))
+                    .where(JobRun.status == "ok")
+                    .group_by(JobRun.job)
                 ).all()
         except SuppressError:
             up.add_metric([], 0)
             return [up]
         for reason, count in rows:
             by_reason.add_metric([reason.value], count)
+        for job, status, count in run_counts:
+            runs.add_metric([job, status], count)
+        for job, finished in successes:
+            if finished is not None:
+                last_ok.add_metric([job], finished.replace(tzinfo=UTC).timestamp())
         up.add_metric([], 1)
-        return [by_reason, up]
+        return [by_reason, runs, last_ok, up]
 
 
 class _ProcessCollector(Collector):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,11 @@ from gunicorn.glogging import Logger
 # access logs are read by many and kept long, so the token never reaches them.
 TOKEN_PATH = re.compile(r"/u/[^/?#\s\"]+")
 REDACTED = "/u/[token]"
+# One JSON object per access-log line, joined to the app's own log lines by request_id.
+ACCESS_LOG_FORMAT = (
+    '{"time":"%(t)s","remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s",'
+    '"duration_ms":%(M)s,"request_id":"%({x-request-id}o)s","agent":"%(a)s"}'
+)
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]
@@ -31,6 +37,9 @@ class RedactingLogger(Logger):  # type: ignore[misc]
             path = REDACTED + (f"?{query}" if query else "")
             atoms["r"] = f"{environ.get('REQUEST_METHOD')} {path} {environ.get('SERVER_PROTOCOL')}"
             atoms["U"] = REDACTED
+        for name, value in list(atoms.items()):
+            if isinstance(value, str):  # the access log line is JSON: escape every field
+                atoms[name] = json.dumps(value)[1:-1]
         return atoms
 
 
@@ -46,8 +55,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Each worker builds its own app, so no database connection crosses a fork.
-        from . import create_app
+        from . import create_app, logs
 
+        logs.configure()
         return create_app()
 
 
@@ -70,6 +80,7 @@ def run(*, host: str, port: int, workers: int, timeout: int) -> None:
             "graceful_timeout": 30,
             "accesslog": "-",
             "logger_class": RedactingLogger,
+            "access_log_format": ACCESS_LOG_FORMAT,
             "errorlog": "-",
             "worker_tmp_dir": "/dev/shm",
             "proc_name": "suppress",

@@ -68,3 +68,37 @@ def test_metrics_are_summed_across_workers(live_server: LiveServer) -> None:
     text = requests.get(live_server.url + "/metrics", timeout=10).text
     assert value(text, 'suppress_checks_total{verdict="allowed"}') == 20
     assert "suppress_suppressions" in text or "suppress_database_up 1.0" in text
+
+
+def test_metrics_show_job_runs_and_last_success(client: FlaskClient, rt) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    from suppress.models import JobRun
+
+    with rt.db.begin() as session:
+        session.add(
+            JobRun(
+                job="reconcile",
+                run_key="2026-11-24",
+                started_at=datetime(2026, 11, 24, 1, 30),
+                finished_at=datetime(2026, 11, 24, 1, 31),
+                status="ok",
+                summary={},
+            )
+        )
+        session.add(
+            JobRun(
+                job="reconcile",
+                run_key="2026-11-25",
+                started_at=datetime(2026, 11, 25, 1, 30),
+                status="failed",
+                summary={},
+            )
+        )
+    text = client.get("/metrics").get_data(as_text=True)
+    assert value(text, 'suppress_job_runs{job="reconcile",status="ok"}') == 1
+    assert value(text, 'suppress_job_runs{job="reconcile",status="failed"}') == 1
+    assert (
+        value(text, 'suppress_job_last_success_timestamp_seconds{job="reconcile"}')
+        == datetime(2026, 11, 24, 1, 31, tzinfo=__import__("datetime").UTC).timestamp()
+    )
