@@ -1,4 +1,4 @@
-"""Concurrency: many writers and readers at once; no 5xx, no duplicates, no stale "allowed"."""
+"""Concurrency: writers, checks and bulk filters at once: no 5xx, no duplicates, no stale answer."""
 
 from __future__ import annotations
 
@@ -70,8 +70,33 @@ def run_mixed_load(
                 if response.status_code == 200:
                     checks.append((email, list_name, started, response.json()["allowed"]))
 
+    def filterer(seed: int) -> None:
+        # Bulk filters run beside the writers: each streamed answer is a set of verdicts
+        # that all started when the request did.
+        rnd = random.Random(seed)
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {tokens['mailer']}", "Content-Type": "text/plain"}
+        while time.monotonic() < deadline:
+            list_name = rnd.choice(["news", "offers"])
+            started = time.monotonic()
+            response = session.post(
+                server.url + "/v1/filter",
+                params={"list": list_name},
+                data="\n".join(POOL).encode(),
+                headers=headers,
+                timeout=30,
+            )
+            with lock:
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    lines = response.text.splitlines()
+                    assert lines[-1].startswith("# checked=40 ")
+                    allowed = set(lines[:-1])
+                    checks.extend((email, list_name, started, email in allowed) for email in POOL)
+
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    threads += [threading.Thread(target=checker, args=(100 + n,)) for n in range(4)]
+    threads += [threading.Thread(target=checker, args=(100 + n,)) for n in range(3)]
+    threads += [threading.Thread(target=filterer, args=(200 + n,)) for n in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,4 +1,4 @@
-"""A state machine over the gate: once suppressed, suppressed until removed with evidence."""
+"""State machine over add, remove, check, filter, import, restart: once suppressed, suppressed."""
 
 from __future__ import annotations
 
@@ -99,6 +99,31 @@ def test_once_suppressed_suppressed_until_removed_with_evidence(
             expected = 200 if (who[0], list_name) in self.model else 404
             assert response.status_code == expected
             self.model.discard((who[0], list_name))
+
+        @rule(who=st.sampled_from(SPELLINGS), list_name=st.sampled_from(LISTS))
+        def import_one(self, who: tuple[str, str], list_name: str) -> None:
+            response = self.client.post(
+                f"/v1/imports?list={list_name}&reason=unsubscribe",
+                headers=headers,
+                data=f"{who[1]}\nnot-an-address\n".encode(),
+                content_type="text/plain",
+            )
+            assert response.status_code == 200
+            counts = response.get_json()
+            assert (counts["added"], counts["invalid"]) == (
+                (0 if (who[0], list_name) in self.model else 1),
+                1,
+            )
+            self.model.add((who[0], list_name))
+
+        @rule(list_name=st.sampled_from(["news", "offers"]))
+        def filter_all(self, list_name: str) -> None:
+            emails = [spelling for _box, spelling in SPELLINGS]
+            response = self.call("post", "/v1/filter", {"list": list_name, "emails": emails})
+            allowed = set(response.get_json()["allowed"])
+            for box, spelling in SPELLINGS:
+                suppressed = (box, list_name) in self.model or (box, "global") in self.model
+                assert (spelling in allowed) is (not suppressed)
 
         @rule()
         def restart(self) -> None:
