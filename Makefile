@@ -23,7 +23,7 @@ run: install
 test: install
 	$(BIN)/ruff check suppress tests
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check suppress tests
