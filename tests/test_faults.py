@@ -6,7 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
+
+from suppress.client import Client, ClientError
 
 from .conftest import LiveServer
 
@@ -53,6 +56,18 @@ def test_database_stopped_means_503_everywhere_then_recovers(
         assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
         cli = server.cli("check", "free@example.se", "--list", "news")
         assert cli.returncode == 2 and cli.stdout == ""
+        # The mailing-job paths: the client raises, `suppress filter` prints nothing.
+        recipients = tmp_path / "recipients.txt"
+        recipients.write_text("free@example.se\ndown@example.se\n")
+        token = headers["Authorization"].split()[-1]
+        bulk = server.cli(
+            "filter", "--list", "news", "--url", server.url, "--token", token, str(recipients)
+        )
+        assert bulk.returncode != 0 and bulk.stdout == ""
+        with pytest.raises(ClientError):
+            list(
+                Client(server.url, token, retries=1, backoff=0).filter(["free@example.se"], "news")
+            )
         private_pg.start()
         again = post(server, headers, "/v1/check", {"email": "down@example.se", "list": "news"})
         assert again.status_code == 200 and again.json()["allowed"] is False
