@@ -95,7 +95,7 @@ def crash_loop(server: LiveServer, cluster: Any = None) -> list[str]:
         ]
         for thread in threads:
             thread.start()
-        time.sleep(rnd.uniform(0.05, 0.6))
+        time.sleep(rnd.uniform(0.05, 0.4))
         crash_db = cluster is not None and iteration % 5 == 4
         if crash_db:
             cluster.stop("immediate")
@@ -145,7 +145,7 @@ def assert_all_kept(server: LiveServer, db_url: str, acked: list[str]) -> None:
 
 def test_acknowledged_opt_outs_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'durable.db'}"
-    server = LiveServer(url, tmp_path, workers=2, extra_env=NO_LIMITS)
+    server = LiveServer(url, tmp_path, workers=1, extra_env=NO_LIMITS)
     try:
         acked = crash_loop(server)
         assert_all_kept(server, url, acked)
@@ -156,7 +156,7 @@ def test_acknowledged_opt_outs_survive_sigkill_on_sqlite(tmp_path: Path) -> None
 def test_acknowledged_opt_outs_survive_sigkill_and_postgres_crash(
     private_pg: Any, tmp_path: Path
 ) -> None:
-    server = LiveServer(private_pg.url, tmp_path, workers=2, extra_env=NO_LIMITS)
+    server = LiveServer(private_pg.url, tmp_path, workers=1, extra_env=NO_LIMITS)
     try:
         acked = crash_loop(server, private_pg)
         assert_all_kept(server, private_pg.url, acked)

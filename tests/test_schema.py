@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 20
 
 
 def operations(app: Flask) -> list[Any]:
