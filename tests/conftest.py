@@ -21,7 +21,7 @@ from suppress.runtime import Runtime
 
 TEST_PEPPER = "t1:" + base64.b64encode(b"pepper-for-tests-only-0123456789").decode()
 OLD_PEPPER = "t0:" + base64.b64encode(b"an-older-pepper-for-tests-000000").decode()
-TOKEN_SECRET = "token-secret-for-tests"
+TOKEN_SECRET = "token-secret-for-tests-0123456789abcdef"
 POSTGRES_URL = os.environ.get("SUPPRESS_TEST_POSTGRES_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
