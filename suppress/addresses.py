@@ -184,6 +184,14 @@ class KeyRing:
         """HMAC-SHA256 of an n1 domain under one key (default: active)."""
         return self._digest(key_id or self.active_id, f"d:{SCHEME}:{ascii_domain}")
 
+    def derived_keys(self, purpose: str) -> list[tuple[str, bytes]]:
+        """A key per pepper for another use (e.g. request fingerprints), active first.
+
+        HMAC(pepper, "k:" + purpose): never equal to an address or domain digest, and
+        useless without the pepper, like the digests themselves.
+        """
+        return [(k, self._digest(k, f"k:{purpose}")) for k in self.key_ids]
+
     def address_digests(self, normalized: str) -> list[Digest]:
         """The address's digest under every key, active first."""
         return [Digest(k, self.address(normalized, k)) for k in self.key_ids]

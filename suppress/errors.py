@@ -88,6 +88,13 @@ class Unavailable(SuppressError):
     status = 503
 
 
+class PepperMissing(SuppressError):
+    """Rows exist under a pepper this process lacks: no verdict can be trusted (503)."""
+
+    code = "pepper_missing"
+    status = 503
+
+
 class ConfigError(SuppressError):
     """Configuration is missing or invalid; the process must not start."""
 

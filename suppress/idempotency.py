@@ -3,45 +3,76 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
-from typing import Any
+import hmac
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from . import audit
+from .addresses import KeyRing, contains_address
 from .errors import InvalidRequest, Unprocessable
 from .models import IdempotencyKey
 
 MAX_KEY = 255
 
 
-def request_hasher(method: str, path: str) -> Any:
-    """An incremental request hash: feed it the body with update(), then hexdigest()."""
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n")
+PURPOSE = "idempotency-fingerprint"
 
 
-def request_hash(method: str, path: str, body: bytes) -> str:
-    """What makes two requests "the same" for a key."""
-    hasher = request_hasher(method, path)
+class Fingerprinter:
+    """Keyed fingerprints of one request under every pepper (the first is stored).
+
+    A request body holds addresses: an unkeyed hash of it would let anyone holding the
+    database confirm a guessed address, so the fingerprint is an HMAC under a key derived
+    from the pepper. Older peppers still recognise a retry made across a rotation.
+    """
+
+    def __init__(self, ring: KeyRing, method: str, path: str):
+        head = method.encode() + b" " + path.encode() + b"\n"
+        self._macs = [hmac.new(key, head, hashlib.sha256) for _, key in ring.derived_keys(PURPOSE)]
+
+    def update(self, chunk: bytes) -> None:
+        """Feed the next part of the body."""
+        for mac in self._macs:
+            mac.update(chunk)
+
+    def hexdigests(self) -> list[str]:
+        """The fingerprints, active pepper first."""
+        return [mac.hexdigest() for mac in self._macs]
+
+
+def fingerprints(ring: KeyRing, method: str, path: str, body: bytes) -> list[str]:
+    """What makes two requests "the same" for a key: keyed fingerprints, active first."""
+    hasher = Fingerprinter(ring, method, path)
     hasher.update(body)
-    return str(hasher.hexdigest())
+    return hasher.hexdigests()
 
 
 def validate_key(key: str) -> str:
-    """An Idempotency-Key header value, or InvalidRequest."""
+    """An Idempotency-Key header value, or InvalidRequest (422 when it holds an address)."""
     if not key or len(key) > MAX_KEY or not key.isascii() or not key.isprintable():
         raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters")
+    if "@" in key or contains_address(key):
+        # Keys are stored as given: one that names a person would put the address at rest.
+        raise Unprocessable(
+            "Idempotency-Key must not contain an email address (or '@'); use a random id "
+            "such as a UUID",
+            code="invalid_request",
+        )
     return key
 
 
-def replay(session: Session, api_key_id: int, key: str, req_hash: str) -> tuple[int, str] | None:
+def replay(
+    session: Session, api_key_id: int, key: str, req_hashes: Sequence[str]
+) -> tuple[int, str] | None:
     """The stored (status, body) for this key, None if new; 422 if reused for another request."""
     audit.lock(session)  # two concurrent retries must not both miss and both act
     row = session.get(IdempotencyKey, (key, api_key_id))
     if row is None:
         return None
-    if row.request_hash != req_hash:
+    if not any(hmac.compare_digest(row.request_hash, h) for h in req_hashes):
         raise Unprocessable(
             "this Idempotency-Key was already used with a different request",
             code="idempotency_key_reused",
@@ -66,8 +97,8 @@ def store(
     session.flush()
 
 
-def purge(session: Session, older_than_hours: int) -> int:
-    """Forget records older than the retention window; returns how many."""
-    cutoff = audit.utcnow() - timedelta(hours=older_than_hours)
+def purge(session: Session, older_than_hours: int, *, now: datetime) -> int:
+    """Forget records older than the retention window (the hourly job); returns how many."""
+    cutoff = now - timedelta(hours=older_than_hours)
     result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, reconcile
+from . import audit, idempotency, reconcile
 from .errors import ConfigError, NotFound, SuppressError
 from .models import JobLease, JobRun
 from .runtime import Runtime
@@ -306,7 +306,9 @@ def _reconcile(ctx: Context) -> tuple[bool, dict[str, Any]]:
 def _expire(ctx: Context) -> tuple[bool, dict[str, Any]]:
     with ctx.rt.db.begin() as session:
         report = reconcile.expire(session, now=ctx.now)
-    return True, report.summary()
+    with ctx.rt.db.begin() as session:
+        purged = idempotency.purge(session, ctx.rt.config.idempotency_hours, now=ctx.now)
+    return True, {**report.summary(), "idempotency_purged": purged}
 
 
 def _verify_audit(ctx: Context) -> tuple[bool, dict[str, Any]]:

@@ -11,10 +11,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, peppers
 from .addresses import SCHEME, Digest, Target, contains_address
 from .db import insert_rows
-from .errors import InvalidList, InvalidRequest, NotFound, Unprocessable
+from .errors import InvalidList, InvalidRequest, NotFound, PepperMissing, Unprocessable
 from .models import GLOBAL_LIST, LIST_PATTERN, Kind, Reason, Suppression
 
 _LIST = re.compile(LIST_PATTERN)
@@ -167,14 +167,29 @@ def _rows_by_digest(
     return found
 
 
+def require_peppers(session: Session, key_ids: set[str]) -> None:
+    """Raise PepperMissing if a suppression row is keyed with a pepper outside key_ids.
+
+    Asked in the same read as the verdict, so a row another instance writes under a pepper
+    this one lacks stops this instance's very next check, not only its readiness probe.
+    """
+    missing = [k for k in peppers.key_ids_in_use(session) if k not in key_ids]
+    if missing:
+        raise PepperMissing(peppers.missing_message(missing))
+
+
 def check_many(
     session: Session, targets: Sequence[Target], list_name: str, *, now: datetime
 ) -> list[Verdict]:
     """check() for a batch of address targets in a few round trips; verdicts in input order.
 
     Reads the database every time (no cache), so a suppression committed before the batch is
-    read is never missed, on any instance.
+    read is never missed, on any instance. Refuses to decide (PepperMissing) while any row is
+    keyed with a pepper the targets were not hashed under: such a row could be one of them.
     """
+    if not targets:
+        return []
+    require_peppers(session, {d.key_id for d in targets[0].digests})
     wanted: set[bytes] = set()
     for target in targets:
         wanted.update(d.value for d in target.digests)
@@ -300,10 +315,41 @@ def import_batch(
     return ImportCounts(added=added, existing=existing)
 
 
+def strength(reason: Reason, expires_at: datetime | None) -> tuple[bool, bool, datetime]:
+    """How strongly a suppression holds, for merges: larger is stronger.
+
+    Permanent beats expiring, an opt-out beats a bounce, a later expiry beats an earlier one.
+    A merge keeps the strongest, so no merge can ever shorten or lift an opt-out.
+    """
+    return (expires_at is None, reason not in TEMPORARY_REASONS, expires_at or datetime.max)
+
+
+def _terms(row: Suppression) -> dict[str, Any]:
+    return {
+        "reason": row.reason.value,
+        "source": row.source,
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+    }
+
+
+def _absorb(keeper: Suppression, other: Suppression) -> dict[str, Any] | None:
+    """Give keeper other's terms when they are stronger; the change for the audit, if any."""
+    if strength(other.reason, other.expires_at) <= strength(keeper.reason, keeper.expires_at):
+        return None
+    before = _terms(keeper)
+    keeper.reason, keeper.source = other.reason, other.source
+    keeper.expires_at, keeper.created_at = other.expires_at, other.created_at
+    return {"previous": before, "now": _terms(keeper)}
+
+
 def rekey(
     session: Session, stale: tuple[tuple[int, bytes], ...], active_key_id: str, *, actor: str
 ) -> int:
-    """Move rows found under an old pepper to the active one (lazy re-keying, DESIGN §3)."""
+    """Move rows found under an old pepper to the active one (lazy re-keying, DESIGN §3).
+
+    When the active pepper already has a row for the same address, kind and list (a twin),
+    the two merge into the twin with the stronger terms of both, and the event says so.
+    """
     audit.lock(session)
     moved = 0
     for row_id, digest in stale:
@@ -318,10 +364,16 @@ def rekey(
             )
         ).one_or_none()
         old_key = row.key_id
+        detail: dict[str, Any] = {"from_key": old_key, "to_key": active_key_id}
         if twin is not None:
+            detail["merged"] = {"kept": _terms(twin), "rekeyed": _terms(row)}
+            change = _absorb(twin, row)
+            detail["merged"]["result"] = _terms(twin)
+            detail["merged"]["strengthened"] = change is not None
             session.delete(row)
         else:
             row.digest, row.key_id = digest, active_key_id
+        session.flush()
         audit.record(
             session,
             "rekey",
@@ -329,7 +381,7 @@ def rekey(
             digest=digest,
             kind=row.kind.value,
             list=row.list,
-            detail={"from_key": old_key, "to_key": active_key_id},
+            detail=detail,
         )
         moved += 1
     session.flush()
@@ -401,21 +453,27 @@ def add(
         return row, True
     if row.key_id != digest.key_id:
         rekey(session, ((row.id, digest.value),), digest.key_id, actor=actor)
+        row = _find(session, target, list_name) or row
     expired = row.expires_at is not None and row.expires_at <= now
-    if expired or (row.expires_at is not None and expires_at is None):
-        previous = {
-            "reason": row.reason.value,
-            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        }
+    # The stronger terms win (permanent, opt-out over bounce, later expiry); an expired row
+    # is renewed whatever it held: it no longer suppresses anyone.
+    if expired or strength(reason, expires_at) > strength(row.reason, row.expires_at):
+        previous = _terms(row)
         row.reason, row.source, row.expires_at = reason, source, expires_at
         if expired:
             row.created_at = now
         session.flush()
+        if expired:
+            action = "renew"
+        elif row.expires_at is None and previous["expires_at"] is not None:
+            action = "make_permanent"
+        else:
+            action = "strengthen"
         audit.record(
             session,
-            "renew" if expired else "make_permanent",
+            action,
             actor=actor,
-            digest=digest.value,
+            digest=row.digest,
             **fields,
             detail={"previous": previous},
         )

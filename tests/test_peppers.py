@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from suppress import addresses, audit, cli, create_app, peppers, suppressions
-from suppress.errors import Unprocessable
+from suppress.errors import PepperMissing, Unprocessable
 from suppress.models import AuditEvent, Reason, Suppression
 from suppress.runtime import Runtime
 
@@ -156,8 +156,9 @@ def test_rows_under_an_unconfigured_pepper_fail_readiness(
 ) -> None:
     suppress_people(instances(OLD_PEPPER))
     dropped = instances(TEST_PEPPER)  # t0 removed without retiring it first
-    # The danger this guards against: those rows can never match, the gate would answer yes.
-    assert dropped.check(PEOPLE[0]) is True
+    # Those rows can never match: rather than answer "allowed", the gate refuses to answer.
+    with pytest.raises(PepperMissing):
+        dropped.check(PEOPLE[0])
     with dropped.app.test_client() as client:
         ready = client.get("/readyz")
     assert ready.status_code == 503
@@ -228,3 +229,65 @@ def test_lookup_and_api_find_rows_and_events_under_both_peppers(instances: Any) 
         ("add", "t0"),
         ("rekey", "t1"),
     ]
+
+
+def test_no_gate_answer_while_rows_sit_under_an_unconfigured_pepper(
+    instances: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    suppress_people(instances(OLD_PEPPER))
+    dropped = instances(TEST_PEPPER)
+    from suppress import apikeys
+    from suppress.models import Role
+
+    with dropped.rt.db.begin() as session:
+        _key, token = apikeys.create(session, "gate", Role.mailer, actor="test")
+    headers = bearer(token)
+    unknown = "someone.else@example.se"  # not even suppressed: still no answer
+    with dropped.app.test_client() as client:
+        for email in (PEOPLE[0], unknown):
+            one = client.post("/v1/check", json={"email": email, "list": "news"}, headers=headers)
+            assert one.status_code == 503, one.get_json()
+            assert one.get_json()["error"]["code"] == "pepper_missing"
+        many = client.post(
+            "/v1/filter", json={"list": "news", "emails": [PEOPLE[0], unknown]}, headers=headers
+        )
+        assert many.status_code == 503 and many.get_json()["error"]["code"] == "pepper_missing"
+        streamed = client.post(
+            "/v1/filter?list=news",
+            data=f"{PEOPLE[0]}\n{unknown}\n",
+            headers={**headers, "Content-Type": "text/plain"},
+        )
+        assert streamed.status_code == 503
+        assert unknown.encode() not in streamed.data and b"# checked" not in streamed.data
+    checked = dropped.cli(monkeypatch, "check", unknown, "--list", "news")
+    assert checked.exit_code == 2 and "pepper_missing" in checked.stderr
+    source = tmp_path / "recipients.txt"
+    source.write_text(f"{unknown}\n{PEOPLE[1]}\n")
+    filtered = dropped.cli(monkeypatch, "filter", "--list", "news", str(source))
+    assert filtered.exit_code == 2 and filtered.stdout == ""
+    assert "pepper_missing" in filtered.stderr
+
+
+def test_a_row_written_under_another_instances_pepper_stops_the_next_check(
+    instances: Any,
+) -> None:
+    # Two instances on one database with different pepper lists: the one that lacks the
+    # other's pepper must stop answering as soon as a row appears under it.
+    mine = instances(TEST_PEPPER)
+    theirs = instances(f"{THIRD_PEPPER},{TEST_PEPPER}")
+    assert mine.check(PEOPLE[0]) is True
+    with theirs.rt.db.begin() as session:
+        suppressions.add(
+            session,
+            addresses.address_target(theirs.rt.ring, PEOPLE[0]),
+            "news",
+            Reason.unsubscribe,
+            source="api",
+            actor="test",
+            now=NOW,
+        )
+    assert theirs.check(PEOPLE[0]) is False
+    with pytest.raises(PepperMissing):
+        mine.check(PEOPLE[0])
+    with pytest.raises(PepperMissing):
+        mine.check(PEOPLE[1])
