@@ -298,6 +298,15 @@ def idempotent_stream(produce: Callable[[IO[bytes] | Any], dict[str, Any]]) -> R
     )
 
 
+def link_headers(url: str) -> dict[str, str]:
+    """RFC 2369 List-Unsubscribe, and RFC 8058 one-click when the base URL allows it."""
+    headers = {"List-Unsubscribe": f"<{url}>"}
+    # RFC 8058 §3.1: one-click needs an HTTPS URI (plain http only on loopback, for tests).
+    if runtime().config.one_click:
+        headers["List-Unsubscribe-Post"] = ONE_CLICK
+    return headers
+
+
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -420,21 +429,24 @@ def unsubscribe_links() -> Any:
     data = json_body()
     list_name = suppressions.validate_list(data.get("list"))
     emails = email_list(data, MAX_LINKS)
+    principal = g.principal
     links, invalid = tokens.unsubscribe_links(
-        rt.signer, rt.ring, rt.config.base_url, list_name, emails
+        rt.signer, rt.ring, rt.config.base_url, list_name, emails, minted_by=principal.id
     )
+    # A link is a capability to act as its recipient: none leaves before the mint is audited.
+    with rt.db.begin() as session:
+        suppressions.record_links(
+            session,
+            list_name,
+            minted=len(links),
+            invalid=len(invalid),
+            api_key=principal.id,
+            actor=principal.actor,
+        )
     return jsonify(
         {
             "links": [
-                {
-                    "email": link.email,
-                    "url": link.url,
-                    # RFC 2369 List-Unsubscribe and RFC 8058 one-click, ready to paste.
-                    "headers": {
-                        "List-Unsubscribe": f"<{link.url}>",
-                        "List-Unsubscribe-Post": ONE_CLICK,
-                    },
-                }
+                {"email": link.email, "url": link.url, "headers": link_headers(link.url)}
                 for link in links
             ],
             "invalid": [{"email": email, "code": code} for email, code in invalid],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import ipaddress
 import os
 import re
 import secrets
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -32,6 +34,7 @@ class Config:
     peppers: tuple[tuple[str, bytes], ...]
     token_secrets: tuple[str, ...]
     base_url: str
+    one_click: bool  # links carry RFC 8058 List-Unsubscribe-Post (an HTTPS or loopback base)
     instance_dir: Path
     server: dict[str, Any]
     max_json_bytes: int
@@ -177,8 +180,7 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     database = settings["database"]
     url = database.get("url") or f"sqlite:///{instance_dir / 'suppress.db'}"
     base_url = str(settings.get("base_url", "")).rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"base_url must start with http:// or https://, not {base_url!r}")
+    one_click = _one_click(base_url, bool(settings["unsubscribe"]["allow_insecure_base_url"]))
     api = settings["api"]
     return Config(
         database_url=url,
@@ -188,11 +190,49 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
         peppers=peppers,
         token_secrets=token_secrets,
         base_url=base_url,
+        one_click=one_click,
         instance_dir=instance_dir,
         server=dict(settings["server"]),
         max_json_bytes=int(api["max_json_bytes"]),
         idempotency_hours=int(api["idempotency_hours"]),
         raw=settings,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _one_click(base_url: str, allow_insecure: bool) -> bool:
+    """Whether links on base_url may offer RFC 8058 one-click; ConfigError if it may not serve.
+
+    RFC 8058 §3.1 requires an HTTPS URI for one-click. Plain http is refused unless the host
+    is loopback (tests, `make run`) or the operator has allowed it, and then links carry no
+    List-Unsubscribe-Post: a mail client would otherwise POST the opt-out in clear text.
+    """
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"base_url must start with http:// or https://, not {base_url!r}")
+    try:
+        host = urlsplit(base_url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ConfigError(f"base_url must name a host, not {base_url!r}")
+    if base_url.startswith("https://") or _is_loopback(host):
+        return True
+    if allow_insecure:
+        return False
+    raise ConfigError(
+        f"base_url {base_url!r} is plain http on a host other than loopback: RFC 8058 one-click "
+        "needs https; use an https:// base_url, or set [unsubscribe] allow_insecure_base_url = "
+        "true (SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL) to send links without "
+        "List-Unsubscribe-Post"
     )
 
 

@@ -97,7 +97,16 @@ UNSUBSCRIBE_TOKEN = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "maxLength": 512},
-    "description": "Signed token of an unsubscribe link: digest, key id, list.",
+    "description": "Signed token of an unsubscribe link: digest, key id, list, minting API key.",
+}
+# RFC 8058 §3.1: mail clients post one-click url-encoded or as multipart/form-data.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+UNSUBSCRIBE_FORM = {
+    "type": "object",
+    "properties": {
+        "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]},
+        "scope": {"type": "string", "enum": ["list", "global"]},
+    },
 }
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -488,20 +497,10 @@ def spec(base_url: str) -> dict[str, Any]:
                     parameters=[UNSUBSCRIBE_TOKEN],
                     requestBody={
                         "required": True,
-                        "content": {
-                            "application/x-www-form-urlencoded": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "List-Unsubscribe": {
-                                            "type": "string",
-                                            "enum": ["One-Click"],
-                                        },
-                                        "scope": {"type": "string", "enum": ["list", "global"]},
-                                    },
-                                }
-                            }
-                        },
+                        "description": "RFC 8058 one-click (`List-Unsubscribe=One-Click`, "
+                        "surrounding whitespace such as a final CRLF allowed) or the form's "
+                        "`scope`; url-encoded or multipart/form-data, as mail clients send it.",
+                        "content": {media: {"schema": UNSUBSCRIBE_FORM} for media in FORM_TYPES},
                     },
                 ),
             },
@@ -811,10 +810,14 @@ def spec(base_url: str) -> dict[str, Any]:
                                         "properties": {
                                             "List-Unsubscribe": {"type": "string"},
                                             "List-Unsubscribe-Post": {
-                                                "const": "List-Unsubscribe=One-Click"
+                                                "const": "List-Unsubscribe=One-Click",
+                                                "description": "RFC 8058 one-click; absent "
+                                                "when base_url is plain http on a host other "
+                                                "than loopback ([unsubscribe] "
+                                                "allow_insecure_base_url)",
                                             },
                                         },
-                                        "required": ["List-Unsubscribe", "List-Unsubscribe-Post"],
+                                        "required": ["List-Unsubscribe"],
                                     },
                                 },
                                 "required": ["email", "url", "headers"],

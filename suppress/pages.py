@@ -111,9 +111,20 @@ def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     )
 
 
+def is_one_click(form: Any) -> bool:
+    """True for the RFC 8058 body `List-Unsubscribe=One-Click`, whitespace around it allowed."""
+    # Mail clients post it url-encoded or as multipart/form-data (RFC 8058 §3.1), and some
+    # end the body with CRLF or pad it: the form parser keeps that whitespace in the name
+    # (leading) or the value (trailing), so both are compared stripped.
+    return any(
+        name.strip() == "List-Unsubscribe" and value.strip() == "One-Click"
+        for name, value in form.items(multi=True)
+    )
+
+
 def choice(form: Any, claim: Claim) -> tuple[str, Reason, str] | None:
     """(list, reason, source) from a one-click or landing-form body; None if it chose nothing."""
-    if form.get("List-Unsubscribe") == "One-Click":  # RFC 8058 §3.1: the token's list
+    if is_one_click(form):  # RFC 8058 §3.1: the token's list
         scope, source = "list", "one_click"
     elif form.get("scope") in ("list", "global"):
         scope, source = form["scope"], "landing_page"
@@ -146,7 +157,14 @@ def unsubscribe(token: str) -> Any:
     # Committed before the page is sent: the very next check sees the opt-out.
     with rt.db.begin() as session:
         suppressions.add_by_digest(
-            session, claim.digest, list_name, reason, source=source, actor=ACTOR, now=audit.utcnow()
+            session,
+            claim.digest,
+            list_name,
+            reason,
+            source=source,
+            actor=ACTOR,
+            now=audit.utcnow(),
+            minted_by=claim.minted_by,
         )
     return page("done.html", list=claim.list, scope=list_name)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -411,11 +411,13 @@ def add(
     actor: str,
     now: datetime,
     expires_at: datetime | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> tuple[Suppression, bool]:
     """Suppress a target on a list; idempotent. Returns (row, created).
 
     An existing temporary suppression is made permanent by a permanent opt-out, and an
-    expired one is renewed: an unsubscribe must never lapse with a bounce.
+    expired one is renewed: an unsubscribe must never lapse with a bounce. `detail` adds
+    facts (never an address) to the audit event of a change.
     """
     if expires_at is not None:
         if reason not in TEMPORARY_REASONS:
@@ -448,7 +450,10 @@ def add(
             actor=actor,
             digest=digest.value,
             **fields,
-            detail={"expires_at": expires_at.isoformat() if expires_at else None},
+            detail={
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                **(detail or {}),
+            },
         )
         return row, True
     if row.key_id != digest.key_id:
@@ -475,7 +480,7 @@ def add(
             actor=actor,
             digest=row.digest,
             **fields,
-            detail={"previous": previous},
+            detail={"previous": previous, **(detail or {})},
         )
         return row, expired
     return row, False
@@ -490,16 +495,41 @@ def add_by_digest(
     source: str,
     actor: str,
     now: datetime,
+    minted_by: int | None,
 ) -> tuple[Suppression, bool]:
     """Suppress an address known only by one stored digest (an unsubscribe token's); idempotent.
 
     The unsubscribe page never sees the address, so it cannot compute the digest under the
     active pepper. A digest under an older pepper is recorded under that pepper's key id:
     every check computes digests under all peppers, finds the row, and re-keys it lazily
-    (DESIGN §3), exactly as for rows written before a rotation.
+    (DESIGN §3), exactly as for rows written before a rotation. `minted_by`, the API key
+    that minted the link (None for links older than that record), goes into the audit event:
+    a key that can mint links can act as any recipient whose address it has.
     """
     target = Target(kind=Kind.address.value, digests=(digest,))
-    return add(session, target, list_name, reason, source=source, actor=actor, now=now)
+    return add(
+        session,
+        target,
+        list_name,
+        reason,
+        source=source,
+        actor=actor,
+        now=now,
+        detail={"minted_by": minted_by},
+    )
+
+
+def record_links(
+    session: Session, list_name: str, *, minted: int, invalid: int, api_key: int, actor: str
+) -> None:
+    """Note in the trail that an API key minted unsubscribe links: how many, never for whom."""
+    audit.record(
+        session,
+        "mint_links",
+        actor=actor,
+        list=list_name,
+        detail={"api_key": api_key, "links": minted, "invalid": invalid},
+    )
 
 
 def remove(

@@ -1,4 +1,4 @@
-"""Signed unsubscribe tokens (itsdangerous): digest, key id and list, never the address."""
+"""Signed unsubscribe tokens (itsdangerous): digest, key id, list and minter, never the address."""
 
 from __future__ import annotations
 
@@ -18,17 +18,24 @@ from .models import LIST_PATTERN
 
 # Versioned salt: a token of another purpose signed with the same secret never verifies here.
 SALT = "suppress.unsubscribe.v1"
-# Real tokens are about 110 characters; anything far longer is rejected before any work.
+# Real tokens are about 115 characters; anything far longer is rejected before any work.
 MAX_TOKEN = 512
 _LIST = re.compile(LIST_PATTERN)
+# API key ids are database integers; a signed larger number is no key of ours.
+_MAX_KEY_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class Claim:
-    """What a verified token entitles its bearer to: opt one digest out of a list."""
+    """What a verified token entitles its bearer to: opt one digest out of a list.
+
+    `minted_by` is the id of the API key that minted the link; None for links minted before
+    tokens carried it (they still work: tokens never expire).
+    """
 
     digest: Digest
     list: str
+    minted_by: int | None = None
 
 
 def _b64(raw: bytes) -> str:
@@ -57,9 +64,13 @@ class TokenSigner:
         self._signer = Signer(list(reversed(secrets)), salt=SALT)
         self._key_ids = frozenset(key_ids)
 
-    def sign(self, digest: Digest, list_name: str) -> str:
-        """A URL-safe token for one address digest and list."""
-        payload = json.dumps([_b64(digest.value), digest.key_id, list_name], separators=(",", ":"))
+    def sign(self, digest: Digest, list_name: str, *, minted_by: int) -> str:
+        """A URL-safe token for one address digest and list, naming the API key that minted it."""
+        # The key id rides in the token (a few bytes, not a lookup) so that the opt-out made
+        # through the link can name who minted it: a mailer key can mint for any address.
+        payload = json.dumps(
+            [_b64(digest.value), digest.key_id, list_name, minted_by], separators=(",", ":")
+        )
         return self._signer.sign(_b64(payload.encode("utf-8"))).decode("ascii")
 
     def verify(self, token: str) -> Claim:
@@ -81,9 +92,13 @@ class TokenSigner:
         return self._claim(payload)
 
     def _claim(self, payload: object) -> Claim:
-        if not (isinstance(payload, list) and len(payload) == 3):
+        # Three items: the first format, still in mail already sent; four: with the minter.
+        if not (isinstance(payload, list) and len(payload) in (3, 4)):
             raise InvalidToken("the unsubscribe link has an unknown format")
-        encoded, key_id, list_name = payload
+        encoded, key_id, list_name = payload[:3]
+        minted_by = payload[3] if len(payload) == 4 else None
+        if minted_by is not None and not (type(minted_by) is int and 1 <= minted_by <= _MAX_KEY_ID):
+            raise InvalidToken("the unsubscribe link has an unknown format")
         if not (
             isinstance(encoded, str)
             and isinstance(key_id, str)
@@ -104,7 +119,7 @@ class TokenSigner:
             raise InvalidToken(
                 "the unsubscribe link is too old to be honoured", code="token_retired"
             )
-        return Claim(Digest(key_id, digest), list_name)
+        return Claim(Digest(key_id, digest), list_name, minted_by)
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,13 @@ class Link:
 
 
 def unsubscribe_links(
-    signer: TokenSigner, ring: KeyRing, base_url: str, list_name: str, emails: Sequence[str]
+    signer: TokenSigner,
+    ring: KeyRing,
+    base_url: str,
+    list_name: str,
+    emails: Sequence[str],
+    *,
+    minted_by: int,
 ) -> tuple[list[Link], list[tuple[str, str]]]:
     """Links for a batch of addresses on one list; invalid inputs as (email, error code)."""
     links: list[Link] = []
@@ -128,5 +149,5 @@ def unsubscribe_links(
         except SuppressError as exc:
             invalid.append((email, exc.code))
             continue
-        links.append(Link(email, prefix + signer.sign(digest, list_name)))
+        links.append(Link(email, prefix + signer.sign(digest, list_name, minted_by=minted_by)))
     return links, invalid

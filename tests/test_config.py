@@ -76,6 +76,81 @@ def test_bad_environment_values_are_named(tmp_path: Path) -> None:
         config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_CONFIG=str(bad)))
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://suppress.example.com",
+        "http://10.0.0.5:8000",
+        "http://[2001:db8::1]:8000/",
+        "http://127.0.0.1.example.com",
+        "http://localhost.example.com",
+    ],
+)
+def test_plain_http_base_url_off_loopback_is_refused_at_start(
+    tmp_path: Path, base_url: str
+) -> None:
+    # RFC 8058 §3.1: one-click needs https; the message names the setting that allows it.
+    with pytest.raises(ConfigError) as raised:
+        config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_BASE_URL=base_url))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "[unsubscribe] allow_insecure_base_url" in message
+    assert "SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL" in message
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:8000",
+        "http://127.0.0.2",
+        "http://localhost:8000",
+        "http://LOCALHOST",
+        "http://[::1]:8000",
+        "https://suppress.example.com",
+        "https://10.0.0.5:8443",
+    ],
+)
+def test_https_or_loopback_base_url_keeps_one_click(tmp_path: Path, base_url: str) -> None:
+    cfg = config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_BASE_URL=base_url))
+    assert cfg.one_click is True
+
+
+def test_insecure_base_url_is_allowed_by_toml_or_environment_without_one_click(
+    tmp_path: Path,
+) -> None:
+    insecure = "http://suppress.internal:8000"
+    by_env = config.load(
+        {"instance_dir": str(tmp_path)},
+        env=env(SUPPRESS_BASE_URL=insecure, SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL="true"),
+    )
+    extra = tmp_path / "extra.toml"
+    extra.write_text("[unsubscribe]\nallow_insecure_base_url = true\n")
+    by_file = config.load(
+        {"instance_dir": str(tmp_path)},
+        env=env(SUPPRESS_BASE_URL=insecure, SUPPRESS_CONFIG=str(extra)),
+    )
+    for cfg in (by_env, by_file):
+        assert (cfg.base_url, cfg.one_click) == (insecure, False)
+    # The default is to refuse, and an allowed https base keeps one-click anyway.
+    assert config.load({"instance_dir": str(tmp_path)}, env=env()).one_click is True
+    allowed_https = config.load(
+        {"instance_dir": str(tmp_path), "unsubscribe": {"allow_insecure_base_url": True}},
+        env=env(SUPPRESS_BASE_URL="https://suppress.example.com"),
+    )
+    assert allowed_https.one_click is True
+    with pytest.raises(ConfigError, match="SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL must be"):
+        config.load(
+            {"instance_dir": str(tmp_path)},
+            env=env(SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL="sometimes"),
+        )
+
+
+@pytest.mark.parametrize("base_url", ["ftp://x.example.com", "http://", "https:///path"])
+def test_base_url_without_a_web_scheme_or_host_is_refused(tmp_path: Path, base_url: str) -> None:
+    with pytest.raises(ConfigError, match="base_url must"):
+        config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_BASE_URL=base_url))
+
+
 def test_generated_secrets_file_is_0600_and_used(tmp_path: Path) -> None:
     path = tmp_path / "instance" / "secrets.toml"
     assert config.generate_secrets(path) is True

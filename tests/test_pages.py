@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous import Signer
 from sqlalchemy import func, select
 
 from suppress import create_app
@@ -18,7 +20,7 @@ from suppress.db import Database
 from suppress.errors import Unavailable
 from suppress.models import AuditEvent, Suppression
 from suppress.runtime import Runtime
-from suppress.tokens import TokenSigner
+from suppress.tokens import SALT, TokenSigner
 
 from .conftest import OLD_PEPPER, TEST_PEPPER, TOKEN_SECRET, bearer, settings
 
@@ -26,10 +28,11 @@ EMAIL = "Anna.Berg@example.se"
 SV = {"Accept-Language": "sv-SE,sv;q=0.9,en;q=0.5"}
 EN = {"Accept-Language": "en-GB,en;q=0.8"}
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+MINTER = 42  # the id of the API key that minted the link
 
 
-def link(rt: Runtime, email: str = EMAIL, list_name: str = "news") -> str:
-    return "/u/" + rt.signer.sign(active_digest(rt.ring, email), list_name)
+def link(rt: Runtime, email: str = EMAIL, list_name: str = "news", minted_by: int = MINTER) -> str:
+    return "/u/" + rt.signer.sign(active_digest(rt.ring, email), list_name, minted_by=minted_by)
 
 
 def counts(rt: Runtime) -> tuple[int, int]:
@@ -198,6 +201,93 @@ def test_one_click_works_as_multipart_form_data(
     assert not allowed(client, tokens["mailer"])
 
 
+FORM = "application/x-www-form-urlencoded"
+BOUNDARY = "----suppress-test-boundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def multipart(name: str, value: str) -> bytes:
+    """One form field as a raw multipart/form-data body, the way mail providers build it."""
+    return (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="{name}"\r\n\r\n'
+        f"{value}\r\n"
+        f"--{BOUNDARY}--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"List-Unsubscribe=One-Click\r\n", FORM),
+        (b"List-Unsubscribe=One-Click\n", FORM),
+        (b"  List-Unsubscribe=One-Click  ", FORM),
+        (b"\r\nList-Unsubscribe=One-Click\r\n", FORM),
+        (b"List-Unsubscribe=One-Click%0D%0A", FORM),
+        (b"List-Unsubscribe=One-Click\r\n", FORM + "; charset=UTF-8"),
+        (multipart("List-Unsubscribe", "One-Click"), MULTIPART),
+        (multipart("List-Unsubscribe", "One-Click\r\n"), MULTIPART),
+        (multipart("List-Unsubscribe", " One-Click "), MULTIPART),
+    ],
+    ids=[
+        "form-crlf",
+        "form-lf",
+        "form-spaces",
+        "form-leading-crlf",
+        "form-encoded-crlf",
+        "form-charset-crlf",
+        "multipart",
+        "multipart-crlf",
+        "multipart-spaces",
+    ],
+)
+def test_one_click_is_accepted_as_mail_clients_send_it(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str], body: bytes, content_type: str
+) -> None:
+    # RFC 8058 §3.1: the body is "List-Unsubscribe=One-Click", url-encoded or multipart;
+    # clients end it with CRLF or pad it, and the form parser keeps that whitespace.
+    response = client.post(link(rt), data=body, content_type=content_type, headers=EN)
+    assert response.status_code == 200
+    assert "<h1>You are unsubscribed</h1>" in response.get_data(as_text=True)
+    assert not allowed(client, tokens["mailer"])
+    (added,) = [e for e in events(rt) if e.action == "add"]
+    assert (added.list, added.reason, added.source) == ("news", "unsubscribe", "one_click")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"List-Unsubscribe=One-Click-Later\r\n", FORM),
+        (b"List-Unsubscribe=One Click", FORM),
+        (b"List-Unsubscribe=\r\n", FORM),
+        (b"One-Click\r\n", FORM),
+        (b"List-Unsubscribe-Post=One-Click", FORM),
+        (multipart("List-Unsubscribe", "One-Click-Later"), MULTIPART),
+        (b"List-Unsubscribe=One-Click\r\n", "text/plain"),
+        (b"List-Unsubscribe=One-Click\r\n", "application/json"),
+    ],
+    ids=[
+        "other-value",
+        "inner-space",
+        "empty-value",
+        "value-alone",
+        "other-name",
+        "multipart-other-value",
+        "text-plain",
+        "json",
+    ],
+)
+def test_anything_else_than_one_click_asks_again_and_records_nothing(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str], body: bytes, content_type: str
+) -> None:
+    before = counts(rt)
+    response = client.post(link(rt), data=body, content_type=content_type, headers=EN)
+    assert response.status_code == 400
+    assert "Choose one of the options below" in response.get_data(as_text=True)
+    assert counts(rt) == before
+    assert allowed(client, tokens["mailer"])
+
+
 @pytest.mark.parametrize(
     ("scope", "list_name", "reason", "other_lists_allowed"),
     [("list", "news", "unsubscribe", True), ("global", "global", "objection", False)],
@@ -275,6 +365,79 @@ def test_a_token_for_the_global_list_offers_only_everything(
     assert (added.list, added.reason) == ("global", "objection")
 
 
+# --- who minted the link -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "source"),
+    [
+        (ONE_CLICK, "one_click"),
+        ({"scope": "list"}, "landing_page"),
+        ({"scope": "global"}, "landing_page"),
+    ],
+    ids=["one-click", "form-list", "form-global"],
+)
+def test_opt_out_audit_names_the_api_key_that_minted_the_link(
+    client: FlaskClient, rt: Runtime, data: dict[str, str], source: str
+) -> None:
+    # A mailer key can mint a link for any address it has: the trail must say which did.
+    assert client.post(link(rt, minted_by=MINTER), data=data).status_code == 200
+    (added,) = [e for e in events(rt) if e.action == "add"]
+    assert (added.source, added.actor) == (source, "recipient")
+    assert added.detail["minted_by"] == MINTER
+
+
+def test_renewing_an_expired_bounce_by_link_names_the_minter(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str]
+) -> None:
+    response = client.post(
+        "/v1/suppressions",
+        json={
+            "email": EMAIL,
+            "list": "news",
+            "reason": "soft_bounce",
+            "expires_at": "2999-01-01T00:00:00Z",
+        },
+        headers=bearer(tokens["recorder"]),
+    )
+    assert response.status_code == 201
+    assert client.post(link(rt, minted_by=MINTER), data=ONE_CLICK).status_code == 200
+    changed = events(rt)[-1]
+    assert (changed.action, changed.reason, changed.source) == (
+        "make_permanent",
+        "unsubscribe",
+        "one_click",
+    )
+    assert changed.detail["minted_by"] == MINTER
+
+
+def first_format_link(rt: Runtime, email: str = EMAIL, list_name: str = "news") -> str:
+    """A link as minted before tokens named their API key, built the way that code did."""
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    digest = active_digest(rt.ring, email)
+    payload = json.dumps([b64(digest.value), digest.key_id, list_name], separators=(",", ":"))
+    signer = Signer(list(reversed([TOKEN_SECRET])), salt=SALT)
+    return "/u/" + signer.sign(b64(payload.encode("utf-8"))).decode("ascii")
+
+
+def test_link_minted_before_tokens_named_their_key_still_suppresses(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str]
+) -> None:
+    old = first_format_link(rt)
+    assert client.get(old, headers=EN).status_code == 200
+    response = client.post(old, data=ONE_CLICK, headers=EN)
+    assert response.status_code == 200
+    assert "<h1>You are unsubscribed</h1>" in response.get_data(as_text=True)
+    assert not allowed(client, tokens["mailer"])
+    (added,) = [e for e in events(rt) if e.action == "add"]
+    assert (added.list, added.source) == ("news", "one_click")
+    # Nobody can say which key minted it: the event says so rather than guess.
+    assert "minted_by" in added.detail and added.detail["minted_by"] is None
+
+
 # --- bad links ----------------------------------------------------------------------------
 
 
@@ -286,7 +449,7 @@ def forged_links(rt: Runtime) -> list[str]:
         good[: len(good) // 2],
         good[:10] + ("A" if good[10] != "A" else "B") + good[11:],
         good.split(".")[0],
-        foreign.sign(active_digest(rt.ring, EMAIL), "news"),
+        foreign.sign(active_digest(rt.ring, EMAIL), "news", minted_by=MINTER),
         "x" * 600,
         "%C3%A5" + good,
     ]
@@ -318,7 +481,7 @@ def test_link_of_a_retired_pepper_says_so_and_changes_nothing(
     client: FlaskClient, rt: Runtime
 ) -> None:
     before = counts(rt)
-    retired = rt.signer.sign(Digest("gone", bytes(32)), "news")
+    retired = rt.signer.sign(Digest("gone", bytes(32)), "news", minted_by=MINTER)
     response = client.post("/u/" + retired, data=ONE_CLICK, headers=EN)
     assert response.status_code == 400
     assert "<h1>This link is too old</h1>" in response.get_data(as_text=True)
@@ -378,7 +541,7 @@ def test_token_secret_rotation_keeps_old_links_working(db_url: str, tmp_path: An
     rt: Runtime = app.extensions["suppress"]
     rt.db.upgrade()
     old_signer = TokenSigner([TOKEN_SECRET], rt.ring.key_ids)
-    old_link = "/u/" + old_signer.sign(active_digest(rt.ring, EMAIL), "news")
+    old_link = "/u/" + old_signer.sign(active_digest(rt.ring, EMAIL), "news", minted_by=MINTER)
     client = app.test_client()
     assert client.get(old_link).status_code == 200
     assert client.post(old_link, data=ONE_CLICK).status_code == 200

@@ -34,6 +34,7 @@ def exercise(server: LiveServer) -> list[bytes]:
         for path, body in (
             ("/v1/suppressions", {"email": email, "list": "news", "reason": "unsubscribe"}),
             ("/v1/check", {"email": email, "list": "news"}),
+            ("/v1/unsubscribe-links", {"list": "offers", "emails": [email, f"x {email}"]}),
             ("/v1/suppressions", {"email": email, "list": "bad list!", "reason": "unsubscribe"}),
             ("/v1/suppressions", {"email": email, "list": "news", "reason": "nope"}),
             (

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from itsdangerous import URLSafeSerializer
+from itsdangerous import Signer, URLSafeSerializer
 
 from suppress.addresses import Digest, KeyRing, active_digest, normalize
 from suppress.config import parse_peppers
@@ -19,10 +19,28 @@ from .conftest import OLD_PEPPER, TEST_PEPPER
 RING = KeyRing(parse_peppers(f"{TEST_PEPPER},{OLD_PEPPER}"))
 SIGNER = TokenSigner(["new-secret", "old-secret"], RING.key_ids)
 ADDRESS = "Anna.Berg+news@Example.se"
+MINTER = 7  # the id of the API key that mints the links
 
 
-def token_for(email: str = ADDRESS, list_name: str = "news", signer: TokenSigner = SIGNER) -> str:
-    return signer.sign(active_digest(RING, email), list_name)
+def token_for(
+    email: str = ADDRESS,
+    list_name: str = "news",
+    signer: TokenSigner = SIGNER,
+    minted_by: int = MINTER,
+) -> str:
+    return signer.sign(active_digest(RING, email), list_name, minted_by=minted_by)
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def first_format_token(email: str = ADDRESS, list_name: str = "news") -> str:
+    """A token as links were minted before they named their API key: three items, no minter."""
+    payload = json.dumps(
+        [b64(RING.address(normalize(email))), "t1", list_name], separators=(",", ":")
+    )
+    return Signer(["old-secret", "new-secret"], salt=SALT).sign(b64(payload.encode())).decode()
 
 
 def payload_text(token: str) -> str:
@@ -32,10 +50,27 @@ def payload_text(token: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def test_token_round_trips_digest_key_id_and_list() -> None:
+def test_token_round_trips_digest_key_id_list_and_minter() -> None:
     claim = SIGNER.verify(token_for())
     assert claim.list == "news"
     assert claim.digest == Digest("t1", RING.address(normalize(ADDRESS)))
+    assert claim.minted_by == MINTER
+
+
+def test_token_in_the_first_format_still_verifies_without_a_minter() -> None:
+    # Mail sent before tokens named their minter is still in inboxes: tokens never expire.
+    claim = SIGNER.verify(first_format_token())
+    assert claim.digest == Digest("t1", RING.address(normalize(ADDRESS)))
+    assert (claim.list, claim.minted_by) == ("news", None)
+
+
+def test_tokens_stay_compact_with_the_largest_key_id() -> None:
+    # They travel in mail headers (List-Unsubscribe): the minter adds a few bytes, no more.
+    assert len(first_format_token()) <= 110
+    assert len(token_for(minted_by=123_456)) - len(first_format_token()) <= 10
+    longest = token_for(list_name="x" * 64, minted_by=2**63 - 1)
+    assert len(longest) <= 256 < MAX_TOKEN
+    assert SIGNER.verify(longest).minted_by == 2**63 - 1
 
 
 def test_token_never_carries_the_address() -> None:
@@ -48,12 +83,14 @@ def test_token_never_carries_the_address() -> None:
         base64.urlsafe_b64encode(RING.address(normalize(ADDRESS))).rstrip(b"=").decode(),
         "t1",
         "news",
+        MINTER,
     ]
 
 
-def test_same_recipient_and_list_give_the_same_token() -> None:
+def test_same_recipient_list_and_minter_give_the_same_token() -> None:
     assert token_for("anna.berg@example.se") == token_for(ADDRESS)
     assert token_for(list_name="offers") != token_for()
+    assert token_for(minted_by=MINTER + 1) != token_for()
 
 
 def test_first_secret_signs_and_every_secret_verifies() -> None:
@@ -91,7 +128,7 @@ def _flip(token: str, index: int) -> str:
         pytest.param(lambda t: t.upper(), id="case-changed"),
         pytest.param(
             lambda t: TokenSigner(["someone-else"], RING.key_ids).sign(
-                active_digest(RING, ADDRESS), "news"
+                active_digest(RING, ADDRESS), "news", minted_by=MINTER
             ),
             id="foreign-secret",
         ),
@@ -123,6 +160,14 @@ def test_forged_tokens_are_rejected(forge) -> None:  # type: ignore[no-untyped-d
         {"d": "x", "k": "t1", "l": "news"},
         "anna@example.se",
         ["!!!", "t1", "news"],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", "7"],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", True],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", 0],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", -7],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", 7.0],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", 2**63],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", None],
+        [base64.urlsafe_b64encode(bytes(32)).decode().rstrip("="), "t1", "news", 7, 7],
     ],
 )
 def test_genuinely_signed_but_malformed_payloads_are_rejected(payload: object) -> None:
@@ -134,7 +179,7 @@ def test_genuinely_signed_but_malformed_payloads_are_rejected(payload: object) -
 
 def test_token_for_a_retired_pepper_is_rejected() -> None:
     digest = Digest("t9", bytes(32))
-    token = SIGNER.sign(digest, "news")
+    token = SIGNER.sign(digest, "news", minted_by=MINTER)
     with pytest.raises(InvalidToken) as raised:
         SIGNER.verify(token)
     assert raised.value.code == "token_retired"
@@ -147,7 +192,9 @@ def test_links_are_built_on_the_base_url_and_skip_invalid_addresses() -> None:
         "https://suppress.example.com/",
         "news",
         [ADDRESS, "not an address", "b@example.org"],
+        minted_by=MINTER,
     )
     assert [link.email for link in links] == [ADDRESS, "b@example.org"]
     assert links[0].url == "https://suppress.example.com/u/" + token_for()
     assert invalid == [("not an address", "invalid_email")]
+    assert {SIGNER.verify(link.url.rsplit("/", 1)[1]).minted_by for link in links} == {MINTER}

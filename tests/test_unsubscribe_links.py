@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from suppress import apikeys, audit, create_app, suppressions
 from suppress.addresses import active_digest
+from suppress.errors import ConfigError, Unavailable
+from suppress.models import ApiKey, AuditEvent, Role
 from suppress.runtime import Runtime
 
-from .conftest import bearer
+from .conftest import bearer, settings
 
 BASE = "https://suppress.example.com"  # conftest's base_url
 
@@ -148,3 +155,171 @@ def test_openapi_documents_the_link_route_and_the_pages(client: FlaskClient) -> 
     paths = client.get("/v1/openapi.json").get_json()["paths"]
     assert "post" in paths["/v1/unsubscribe-links"]
     assert {"get", "post"} <= set(paths["/u/{token}"])
+
+
+# --- accountability: who minted which links -----------------------------------------------
+
+
+def key_id(rt: Runtime, name: str) -> int:
+    with rt.db.begin(write=False) as session:
+        return int(session.scalars(select(ApiKey.id).where(ApiKey.name == name)).one())
+
+
+def mint_events(rt: Runtime) -> list[AuditEvent]:
+    with rt.db.begin(write=False) as session:
+        return list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "mint_links").order_by(AuditEvent.id)
+            )
+        )
+
+
+def test_every_mint_is_an_audit_event_with_a_count_and_no_addresses(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str]
+) -> None:
+    emails = ["anna.berg@example.se", "olle@example.org", "not an address"]
+    assert request_links(client, tokens["mailer"], {"list": "news", "emails": emails})[0] == 200
+    assert request_links(client, tokens["recorder"], {"list": "offers", "emails": []})[0] == 200
+    first, second = mint_events(rt)
+    assert (first.actor, first.list, first.digest, first.kind, first.reason) == (
+        "api:test-mailer",
+        "news",
+        None,
+        None,
+        None,
+    )
+    assert first.detail == {"api_key": key_id(rt, "test-mailer"), "links": 2, "invalid": 1}
+    assert (second.actor, second.list) == ("api:test-recorder", "offers")
+    assert second.detail == {"api_key": key_id(rt, "test-recorder"), "links": 0, "invalid": 0}
+    # The count is enough: neither the addresses nor their digests, under any pepper.
+    stored = json.dumps([audit.describe(e) for e in (first, second)]).lower()
+    for email in emails[:2]:
+        for part in (email, email.split("@")[0], email.split("@")[1]):
+            assert part not in stored
+        assert active_digest(rt.ring, email).value.hex() not in stored
+        assert active_digest(rt.ring, email).value.hex()[:8] not in stored
+
+
+def test_a_refused_request_mints_nothing_and_records_nothing(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str]
+) -> None:
+    assert request_links(client, tokens["mailer"], {"list": "Bad List", "emails": []})[0] == 422
+    assert (
+        client.post("/v1/unsubscribe-links", json={"list": "news", "emails": []}).status_code == 401
+    )
+    assert mint_events(rt) == []
+
+
+def test_no_link_is_handed_out_when_the_mint_cannot_be_audited(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_a: Any, **_k: Any) -> None:
+        raise Unavailable("database unavailable: OperationalError")
+
+    monkeypatch.setattr(suppressions, "record_links", down)
+    response = client.post(
+        "/v1/unsubscribe-links",
+        json={"list": "news", "emails": ["a@example.se"]},
+        headers=bearer(tokens["mailer"]),
+    )
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert "/u/" not in response.get_data(as_text=True)
+
+
+def test_links_name_their_minting_key_and_the_opt_out_records_it(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str]
+) -> None:
+    mailer, recorder = key_id(rt, "test-mailer"), key_id(rt, "test-recorder")
+    urls = {}
+    for role, email in (("mailer", "one@example.se"), ("recorder", "two@example.se")):
+        _status, body = request_links(client, tokens[role], {"list": "news", "emails": [email]})
+        urls[role] = body["links"][0]["url"].removeprefix(BASE)
+    assert rt.signer.verify(urls["mailer"].removeprefix("/u/")).minted_by == mailer
+    assert rt.signer.verify(urls["recorder"].removeprefix("/u/")).minted_by == recorder
+    assert client.post(urls["mailer"], data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert client.post(urls["recorder"], data={"scope": "global"}).status_code == 200
+    with rt.db.begin(write=False) as session:
+        added = list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "add").order_by(AuditEvent.id)
+            )
+        )
+    assert [(e.source, e.list, e.detail["minted_by"]) for e in added] == [
+        ("one_click", "news", mailer),
+        ("landing_page", "global", recorder),
+    ]
+    # The trail answers "which key minted the link behind this opt-out?" from events alone.
+    minted = {e.detail["api_key"]: e.actor for e in mint_events(rt)}
+    assert [minted[e.detail["minted_by"]] for e in added] == [
+        "api:test-mailer",
+        "api:test-recorder",
+    ]
+
+
+# --- RFC 8058 needs https ------------------------------------------------------------------
+
+
+def links_app(db_url: str, tmp_path: Path, **extra: Any) -> tuple[Flask, dict[str, str]]:
+    app = create_app(settings(db_url, tmp_path, **extra))
+    rt: Runtime = app.extensions["suppress"]
+    rt.db.upgrade()
+    with rt.db.begin() as session:
+        _key, token = apikeys.create(session, "job", Role.mailer, actor="test")
+    return app, {"mailer": token}
+
+
+def test_plain_http_base_url_off_loopback_is_refused_at_start(db_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"allow_insecure_base_url"):
+        create_app(settings(db_url, tmp_path, base_url="http://suppress.example.com"))
+
+
+def test_allowed_insecure_base_url_gives_links_without_one_click(
+    db_url: str, tmp_path: Path
+) -> None:
+    app, keys = links_app(
+        db_url,
+        tmp_path,
+        base_url="http://suppress.internal:8000",
+        unsubscribe={"allow_insecure_base_url": True},
+    )
+    try:
+        client = app.test_client()
+        status, body = request_links(
+            client, keys["mailer"], {"list": "news", "emails": ["a@example.se"]}
+        )
+        assert status == 200
+        (entry,) = body["links"]
+        assert entry["url"].startswith("http://suppress.internal:8000/u/")
+        # RFC 8058 §3.1: no List-Unsubscribe-Post on a URI that is not https.
+        assert entry["headers"] == {"List-Unsubscribe": f"<{entry['url']}>"}
+        # The page itself still works, so the link in the mail does what it says.
+        path = entry["url"].removeprefix("http://suppress.internal:8000")
+        assert client.post(path, data={"scope": "list"}).status_code == 200
+    finally:
+        app.extensions["suppress"].db.dispose()
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"]
+)
+def test_loopback_http_keeps_one_click(db_url: str, tmp_path: Path, base_url: str) -> None:
+    app, keys = links_app(db_url, tmp_path, base_url=base_url)
+    try:
+        status, body = request_links(
+            app.test_client(), keys["mailer"], {"list": "news", "emails": ["a@example.se"]}
+        )
+        assert status == 200
+        assert body["links"][0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    finally:
+        app.extensions["suppress"].db.dispose()
+
+
+def test_openapi_allows_links_without_one_click_and_multipart_one_click(
+    client: FlaskClient,
+) -> None:
+    doc = client.get("/v1/openapi.json").get_json()
+    link = doc["components"]["schemas"]["Links"]["properties"]["links"]["items"]
+    assert link["properties"]["headers"]["required"] == ["List-Unsubscribe"]
+    body = doc["paths"]["/u/{token}"]["post"]["requestBody"]["content"]
+    assert {"application/x-www-form-urlencoded", "multipart/form-data"} <= set(body)
