@@ -18,7 +18,11 @@ PEPPER_B = "b:" + base64.b64encode(b"b" * 32).decode()
 
 
 def env(**values: str) -> dict[str, str]:
-    return {"SUPPRESS_PEPPERS": TEST_PEPPER, "SUPPRESS_TOKEN_SECRETS": "s1-token-secret-for-tests-0123456789", **values}
+    return {
+        "SUPPRESS_PEPPERS": TEST_PEPPER,
+        "SUPPRESS_TOKEN_SECRETS": "s1-token-secret-for-tests-0123456789",
+        **values,
+    }
 
 
 def test_defaults_come_from_default_toml(tmp_path: Path) -> None:

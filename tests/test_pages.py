@@ -373,7 +373,8 @@ def test_link_under_an_older_pepper_is_recorded_there_and_rekeyed_by_the_next_ch
 
 
 def test_token_secret_rotation_keeps_old_links_working(db_url: str, tmp_path: Any) -> None:
-    app: Flask = create_app(settings(db_url, tmp_path, token_secrets=f"fresh-secret-for-tests-0123456789abcdef,{TOKEN_SECRET}"))
+    fresh = "fresh-secret-for-tests-0123456789abcdef"
+    app: Flask = create_app(settings(db_url, tmp_path, token_secrets=f"{fresh},{TOKEN_SECRET}"))
     rt: Runtime = app.extensions["suppress"]
     rt.db.upgrade()
     old_signer = TokenSigner([TOKEN_SECRET], rt.ring.key_ids)
