@@ -20,6 +20,7 @@ from . import (
     audit,
     bulk,
     idempotency,
+    jsontext,
     metrics,
     scheduler,
     suppressions,
@@ -90,10 +91,17 @@ def requires(role: Role) -> Callable[[F], F]:
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or InvalidRequest for anything else."""
+    """The request's JSON object, or InvalidRequest for anything else (deep nesting too)."""
     if not request.is_json:
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = jsontext.loads(request.get_data())
+    except jsontext.TooDeep:
+        raise InvalidRequest(
+            f"the JSON body nests deeper than {jsontext.MAX_DEPTH} levels"
+        ) from None
+    except ValueError:
+        data = None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     return data
