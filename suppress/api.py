@@ -27,6 +27,7 @@ from . import (
     tokens,
 )
 from .addresses import Target
+from .apikeys import Principal
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
 from .openapi import spec
@@ -58,19 +59,53 @@ def runtime() -> Runtime:
     return current_app.extensions["suppress"]  # type: ignore[no-any-return]
 
 
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer` header, None without one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def caller() -> Principal:
+    """The API key this request's token authenticates, or Unauthorized (or Unavailable).
+
+    Looked up once per request and remembered: the rate limiter asks first, to choose the
+    budget, and requires() reuses the answer, so a request costs one database round trip.
+    """
+    if "api_caller" not in g:
+        try:
+            with runtime().db.begin(write=False) as session:
+                g.api_caller = apikeys.authenticate(session, bearer_token())
+        except SuppressError as exc:
+            g.api_caller = exc
+    if isinstance(g.api_caller, SuppressError):
+        raise g.api_caller
+    return g.api_caller  # type: ignore[no-any-return]
+
+
+def rate_limit_key() -> str | None:
+    """The rate-limit budget of this request's API key; None when the token does not
+    authenticate (missing, unknown, revoked or malformed), which then counts against the
+    client address: a stream of made-up tokens must not open fresh budgets."""
+    try:
+        caller()
+    except SuppressError:
+        return None
+    # By the token's hash rather than the key's id: ids repeat across databases, and one
+    # Redis may count for several deployments.
+    return apikeys.hash_token(bearer_token() or "")[:32]
+
+
 def requires(role: Role) -> Callable[[F], F]:
     """Authenticate the bearer token and demand a role; sets g.principal."""
 
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            if header and scheme.lower() != "bearer":
-                token = ""
             rt = runtime()
-            with rt.db.begin(write=False) as session:
-                principal = apikeys.authenticate(session, token.strip() or None)
+            principal = caller()
             principal.require(role)
             now = audit.utcnow()
             if principal.needs_touch(now):
