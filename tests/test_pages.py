@@ -280,7 +280,7 @@ def test_a_token_for_the_global_list_offers_only_everything(
 
 def forged_links(rt: Runtime) -> list[str]:
     good = link(rt)[3:]
-    foreign = TokenSigner(["not-our-secret"], rt.ring.key_ids)
+    foreign = TokenSigner(["not-our-secret-0123456789abcdefghijk"], rt.ring.key_ids)
     return [
         good[:-1],
         good[: len(good) // 2],
