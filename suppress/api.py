@@ -52,6 +52,8 @@ UNLIMITED = sys.maxsize
 # spill to a temporary file.
 SPOOL_BYTES = 8 << 20
 TEXT_TYPES = ("text/plain", "text/csv")
+# Where a request keeps the outcome of authenticating its token (see caller()).
+CALLER = "suppress.api_caller"
 
 
 def runtime() -> Runtime:
@@ -74,15 +76,19 @@ def caller() -> Principal:
     Looked up once per request and remembered: the rate limiter asks first, to choose the
     budget, and requires() reuses the answer, so a request costs one database round trip.
     """
-    if "api_caller" not in g:
+    # Kept with the request, not on g: g outlives a request when an app context was pushed
+    # around it (tests, CLI), and another request's key must never be taken for this one's.
+    found = request.environ.get(CALLER)
+    if found is None:
         try:
             with runtime().db.begin(write=False) as session:
-                g.api_caller = apikeys.authenticate(session, bearer_token())
+                found = apikeys.authenticate(session, bearer_token())
         except SuppressError as exc:
-            g.api_caller = exc
-    if isinstance(g.api_caller, SuppressError):
-        raise g.api_caller
-    return g.api_caller  # type: ignore[no-any-return]
+            found = exc
+        request.environ[CALLER] = found
+    if isinstance(found, SuppressError):
+        raise found
+    return found  # type: ignore[no-any-return]
 
 
 def rate_limit_key() -> str | None:

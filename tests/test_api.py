@@ -310,6 +310,17 @@ def test_missing_or_bad_token_is_401(client: FlaskClient, header: str | None) ->
     assert response.get_json()["error"]["code"] == "unauthorized"
 
 
+def test_requests_in_one_app_context_never_share_an_authentication(
+    app: Any, client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    body = {"email": "a@example.se", "list": "news"}
+    with app.app_context():  # as a test or a CLI command may hold one around requests
+        good = client.post("/v1/check", json=body, headers=bearer(tokens["mailer"]))
+        assert good.status_code == 200
+        assert client.post("/v1/check", json=body, headers=bearer("sk_wrong")).status_code == 401
+        assert client.post("/v1/check", json=body).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("role", "method", "path", "status"),
     [
