@@ -94,7 +94,7 @@ def runtime(db_url: str, workdir: Path) -> Runtime:
         {
             "database": {"url": db_url},
             "peppers": PEPPERS,
-            "token_secrets": "bench-token-secret",
+            "token_secrets": "bench-token-secret-0123456789abcdef",
             "instance_dir": str(workdir / "instance"),
         }
     )
@@ -303,7 +303,7 @@ class Server:
             **os.environ,
             "SUPPRESS_DATABASE_URL": db_url,
             "SUPPRESS_PEPPERS": PEPPERS,
-            "SUPPRESS_TOKEN_SECRETS": "bench-token-secret",
+            "SUPPRESS_TOKEN_SECRETS": "bench-token-secret-0123456789abcdef",
             "SUPPRESS_INSTANCE_DIR": str(workdir / "instance"),
             **(env or {}),
         }

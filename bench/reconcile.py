@@ -28,7 +28,7 @@ def main() -> None:
         {
             "database": {"url": url},
             "peppers": "b1:" + base64.b64encode(b"bench-pepper-0123456789abcdef").decode(),
-            "token_secrets": "bench",
+            "token_secrets": "bench-token-secret-0123456789abcdef",
             "instance_dir": str(work),
         }
     )

@@ -21,7 +21,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     pages.init_app(app, rt.config.section("pages"))
-    ratelimit.init_app(app, rt.config.section("ratelimit"), pages=pages.bp, api=api.bp)
+    ratelimit.init_app(
+        app, rt.config.section("ratelimit"), pages=pages.bp, api=api.bp, api_key=api.rate_limit_key
+    )
     web.init_app(app)
     metrics.init_app(app)
     return app

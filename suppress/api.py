@@ -20,12 +20,14 @@ from . import (
     audit,
     bulk,
     idempotency,
+    jsontext,
     metrics,
     scheduler,
     suppressions,
     tokens,
 )
 from .addresses import Target
+from .apikeys import Principal
 from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
 from .openapi import spec
@@ -50,11 +52,56 @@ UNLIMITED = sys.maxsize
 # spill to a temporary file.
 SPOOL_BYTES = 8 << 20
 TEXT_TYPES = ("text/plain", "text/csv")
+# Where a request keeps the outcome of authenticating its token (see caller()).
+CALLER = "suppress.api_caller"
 
 
 def runtime() -> Runtime:
     """The process's Runtime, wired by create_app."""
     return current_app.extensions["suppress"]  # type: ignore[no-any-return]
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer` header, None without one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def caller() -> Principal:
+    """The API key this request's token authenticates, or Unauthorized (or Unavailable).
+
+    Looked up once per request and remembered: the rate limiter asks first, to choose the
+    budget, and requires() reuses the answer, so a request costs one database round trip.
+    """
+    # Kept with the request, not on g: g outlives a request when an app context was pushed
+    # around it (tests, CLI), and another request's key must never be taken for this one's.
+    found = request.environ.get(CALLER)
+    if found is None:
+        try:
+            with runtime().db.begin(write=False) as session:
+                found = apikeys.authenticate(session, bearer_token())
+        except SuppressError as exc:
+            found = exc
+        request.environ[CALLER] = found
+    if isinstance(found, SuppressError):
+        raise found
+    return found  # type: ignore[no-any-return]
+
+
+def rate_limit_key() -> str | None:
+    """The rate-limit budget of this request's API key; None when the token does not
+    authenticate (missing, unknown, revoked or malformed), which then counts against the
+    client address: a stream of made-up tokens must not open fresh budgets."""
+    try:
+        caller()
+    except SuppressError:
+        return None
+    # By the token's hash rather than the key's id: ids repeat across databases, and one
+    # Redis may count for several deployments.
+    return apikeys.hash_token(bearer_token() or "")[:32]
 
 
 def requires(role: Role) -> Callable[[F], F]:
@@ -63,13 +110,8 @@ def requires(role: Role) -> Callable[[F], F]:
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            if header and scheme.lower() != "bearer":
-                token = ""
             rt = runtime()
-            with rt.db.begin(write=False) as session:
-                principal = apikeys.authenticate(session, token.strip() or None)
+            principal = caller()
             principal.require(role)
             now = audit.utcnow()
             if principal.needs_touch(now):
@@ -90,10 +132,17 @@ def requires(role: Role) -> Callable[[F], F]:
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or InvalidRequest for anything else."""
+    """The request's JSON object, or InvalidRequest for anything else (deep nesting too)."""
     if not request.is_json:
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = jsontext.loads(request.get_data())
+    except jsontext.TooDeep:
+        raise InvalidRequest(
+            f"the JSON body nests deeper than {jsontext.MAX_DEPTH} levels"
+        ) from None
+    except ValueError:
+        data = None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
     return data

@@ -23,6 +23,15 @@ log = logging.getLogger("suppress.bulk")
 FILTER_BATCH = 5_000
 IMPORT_BATCH = 10_000
 READ_CHUNK = 1 << 16
+# The longest input line read (its terminator aside). Addresses are at most
+# addresses.MAX_INPUT (512) characters, but a CSV row carries other columns too (names,
+# dates, tags): 4096 bytes leaves room for those while a hostile body (say 32 MiB without a
+# newline) costs no more than this much memory. A longer line counts as one invalid line.
+MAX_LINE = 4096
+# What iter_lines yields in place of a line longer than MAX_LINE: not UTF-8, so any reader
+# that does not look for it still counts it as an invalid line, never as an address.
+TOO_LONG = b"\xff line too long"
+BOM = b"\xef\xbb\xbf"
 # Line numbers of invalid import lines reported in full; the count is always exact.
 MAX_INVALID_LINES = 1_000
 # Stale (old-pepper) hits re-keyed at once after a filter; more wait for later hits.
@@ -30,37 +39,63 @@ MAX_REKEY = 10_000
 Progress = Callable[[int], None]
 
 
-def iter_lines(stream: IO[bytes] | Iterable[bytes], chunk: int = READ_CHUNK) -> Iterator[bytes]:
+def iter_lines(
+    stream: IO[bytes] | Iterable[bytes], chunk: int = READ_CHUNK, max_line: int = MAX_LINE
+) -> Iterator[bytes]:
     """Lines of a byte stream without their terminators (LF or CRLF), read a chunk at a time.
 
-    A byte-order mark at the very start is dropped.
+    A byte-order mark at the very start is dropped. A line longer than max_line bytes comes
+    out as TOO_LONG, once, in its place (so later line numbers stay right); its bytes are
+    discarded up to the next newline, never buffered, so time stays linear and memory is
+    bounded by chunk + max_line whatever the input.
     """
     read = getattr(stream, "read", None)
     chunks: Iterable[bytes] = iter(lambda: read(chunk), b"") if read else stream
-    rest = b""
-    start = True  # until three bytes have arrived, a byte-order mark may still be coming
+    head: bytes | None = b""  # a byte-order mark may still be coming (None: past it)
+    pending = bytearray()  # the start of the current line: at most max_line + 1 bytes
+    skipping = False  # inside a line already reported as TOO_LONG
+    limit = max_line + 1  # room for the CR of a CRLF ending
     for data in chunks:
-        data = rest + data
-        if start:
-            if len(data) < 3 and b"\n" not in data:
-                rest = data
+        if head is not None:
+            head += data
+            if len(head) < 3 and b"\n" not in head:
                 continue
-            data = data.removeprefix(b"\xef\xbb\xbf")
-            start = False
+            data, head = head.removeprefix(BOM), None
+        if skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                continue
+            skipping = False
+            data = data[end + 1 :]
         lines = data.split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
-    if start:
-        rest = rest.removeprefix(b"\xef\xbb\xbf")
-    if rest:
-        yield rest[:-1] if rest.endswith(b"\r") else rest
+        tail = lines.pop()
+        if lines:
+            if pending:
+                pending += lines[0]
+                lines[0] = bytes(pending)
+                pending.clear()
+            for line in lines:
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                yield line if len(line) <= max_line else TOO_LONG
+        if len(pending) + len(tail) > limit:
+            pending.clear()
+            skipping = True
+            yield TOO_LONG
+        else:
+            pending += tail
+    if head is not None:
+        pending += head.removeprefix(BOM)
+    if pending and not skipping:
+        line = bytes(pending[:-1] if pending.endswith(b"\r") else pending)
+        yield line if len(line) <= max_line else TOO_LONG
 
 
 def address_field(line: bytes, csv_mode: bool) -> str | None:
     """The address text of one input line (the first column in CSV), None for a blank line.
 
-    A line that is not UTF-8 gives "", which no normalization accepts: it counts as invalid.
+    A line that is not UTF-8 (TOO_LONG among them) or not readable as CSV gives "", which no
+    normalization accepts: it counts as invalid.
     """
     try:
         text = line.decode("utf-8")
@@ -70,7 +105,10 @@ def address_field(line: bytes, csv_mode: bool) -> str | None:
         return None
     if csv_mode:
         if '"' in text:
-            text = next(csv.reader([text]), [""])[0]
+            try:
+                text = next(csv.reader([text]), [""])[0]
+            except csv.Error:  # e.g. a field over the csv module's size limit
+                return ""
         else:
             text = text.partition(",")[0]
     return text
@@ -265,7 +303,16 @@ def import_lines(
             progress(len(batch))
         batch.clear()
 
+    def invalid(number: int, code: str) -> None:
+        totals.invalid += 1
+        if len(totals.invalid_lines) < MAX_INVALID_LINES:
+            totals.invalid_lines.append({"line": number, "code": code})
+
     for number, line in enumerate(lines, start=1):
+        if line is TOO_LONG:
+            totals.received += 1
+            invalid(number, "line_too_long")
+            continue
         text = address_field(line, csv_mode)
         if text is None:
             continue
@@ -273,9 +320,7 @@ def import_lines(
         try:
             batch.append(targeter.target(text))
         except InvalidEmail as exc:
-            totals.invalid += 1
-            if len(totals.invalid_lines) < MAX_INVALID_LINES:
-                totals.invalid_lines.append({"line": number, "code": exc.code})
+            invalid(number, exc.code)
             continue
         if len(batch) >= IMPORT_BATCH:
             run_batch()

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import files
 from .errors import ConfigError
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+# Token secrets sign unsubscribe links that never expire: a guessable one would let anyone
+# forge opt-outs. 32 characters of a random secret (token_urlsafe(32) makes 43) resist that.
+MIN_TOKEN_SECRET = 32
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,19 @@ def parse_peppers(text: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(ring)
 
 
+def parse_token_secrets(text: str) -> tuple[str, ...]:
+    """Parse comma-separated token secrets, each at least MIN_TOKEN_SECRET characters long."""
+    found = tuple(s.strip() for s in text.split(",") if s.strip())
+    for number, secret in enumerate(found, start=1):
+        if len(secret) < MIN_TOKEN_SECRET:
+            # Which one, never what: the message ends up in logs.
+            raise ConfigError(
+                f"token secret {number} of {len(found)} is too short: "
+                f"at least {MIN_TOKEN_SECRET} characters are required"
+            )
+    return found
+
+
 def _read_secrets(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -130,8 +147,11 @@ def _read_secrets(path: Path) -> dict[str, Any]:
 
 
 def generate_secrets(path: Path) -> bool:
-    """Create the 0600 secrets file with a fresh pepper and token secret; False if present."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the 0600 secrets file with a fresh pepper and token secret; False if present.
+
+    A missing folder (the instance folder) is created 0700.
+    """
+    files.private_dir(path.parent)
     pepper = base64.b64encode(secrets.token_bytes(32)).decode()
     key_id = "k" + date.today().strftime("%Y%m%d")
     text = (
@@ -144,6 +164,7 @@ def generate_secrets(path: Path) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return False
+    os.fchmod(fd, files.FILE_MODE)  # the umask may have taken more than group and others
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     return True
@@ -170,7 +191,7 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
             "no pepper configured: set SUPPRESS_PEPPERS or run 'suppress init' "
             f"to create {secrets_file}"
         )
-    token_secrets = tuple(s.strip() for s in token_text.split(",") if s.strip())
+    token_secrets = parse_token_secrets(token_text)
     if not token_secrets:
         raise ConfigError(
             "no token secret configured: set SUPPRESS_TOKEN_SECRETS or run 'suppress init' "

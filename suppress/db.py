@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import files
 from .errors import Unavailable
 from .models import Base
 
@@ -121,7 +122,11 @@ class Database:
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # SQLite would create the file 0644 (less the umask), and its -wal and -shm
+                # files with the database file's mode: an empty file made 0600 first, in a
+                # folder made 0700, keeps all three private to the service's user.
+                files.private_dir(Path(database).parent)
+                files.private_file(Path(database))
             self.engine: Engine = create_engine(
                 url,
                 hide_parameters=True,  # error messages and logs never carry digests

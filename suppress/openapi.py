@@ -632,7 +632,10 @@ def spec(base_url: str) -> dict[str, Any]:
                             # Any text is a valid body (a line that is no address is
                             # counted invalid), so the schemas constrain nothing.
                             "text/plain": {
-                                "schema": {"description": "One address per line; no size limit."}
+                                "schema": {
+                                    "description": "One address per line; no size limit. "
+                                    "A line over 4096 bytes counts as one invalid line."
+                                }
                             },
                             "text/csv": {
                                 "schema": {"description": "The address in the first column."}
@@ -905,7 +908,11 @@ def spec(base_url: str) -> dict[str, Any]:
                                 "type": "object",
                                 "properties": {
                                     "line": {"type": "integer"},
-                                    "code": {"type": "string"},
+                                    "code": {
+                                        "type": "string",
+                                        "description": "invalid_email, or line_too_long "
+                                        "(over 4096 bytes)",
+                                    },
                                 },
                             },
                         },

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
@@ -33,16 +33,25 @@ def _validated(settings: dict[str, Any], name: str) -> str:
     return value
 
 
-def api_key_identity() -> str:
-    """The caller of /v1: a hash of its bearer token (never the token), else its IP."""
-    header = request.headers.get("Authorization", "")
-    if header:
-        return "key:" + hashlib.sha256(header.encode("utf-8", "replace")).hexdigest()[:32]
-    return "ip:" + get_remote_address()
+def init_app(
+    app: Flask,
+    settings: dict[str, Any],
+    *,
+    pages: Blueprint,
+    api: Blueprint,
+    api_key: Callable[[], str | None],
+) -> Limiter:
+    """Attach the limiter: one shared budget per client IP for all public pages, one per key.
 
+    api_key names the budget of a /v1 request whose token authenticates (never the token
+    itself), and is None otherwise: then the request counts against its client IP, so made-up
+    tokens cannot each open a fresh budget.
+    """
 
-def init_app(app: Flask, settings: dict[str, Any], *, pages: Blueprint, api: Blueprint) -> Limiter:
-    """Attach the limiter: one shared budget per client IP for all public pages, one per key."""
+    def api_identity() -> str:
+        key = api_key()
+        return "ip:" + get_remote_address() if key is None else "key:" + key
+
     storage_url = str(settings.get("storage_url") or "memory://")
     limiter = Limiter(
         get_remote_address,
@@ -59,7 +68,7 @@ def init_app(app: Flask, settings: dict[str, Any], *, pages: Blueprint, api: Blu
         enabled=bool(settings.get("enabled", True)),
     )
     limiter.shared_limit(_validated(settings, "pages"), scope="pages")(pages)
-    limiter.limit(_validated(settings, "api"), key_func=api_key_identity)(api)
+    limiter.limit(_validated(settings, "api"), key_func=api_identity)(api)
 
     @app.after_request
     def retry_after(response: Response) -> Response:

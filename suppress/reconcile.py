@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import addresses, audit, sources, suppressions
+from . import addresses, audit, files, sources, suppressions
 from .addresses import KeyRing
 from .errors import ConfigError, InvalidEmail, SuppressError
 from .models import Reason, ReconcileFile, Suppression
@@ -332,7 +332,7 @@ def _already(session: Session, source: str, digest: bytes) -> bool:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    files.private_dir(path.parent)  # by default inside the instance folder, which it may create
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8", newline="")
     os.replace(tmp, path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from . import jsontext
 from .errors import SuppressError
 from .models import Reason
 
@@ -103,14 +104,19 @@ def _csv_rows(data: bytes, *, header: bool | None) -> _Rows:
     rows: list[tuple[int, list[str]]] = []
     problems: list[Problem] = []
     start = 1
-    try:
-        for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # E.g. a field over the csv module's size limit. The reader starts afresh at the
+            # next line: one bad row must not hide the opt-outs after it.
+            problems.append(Problem(start, f"unreadable CSV row ({exc}); row skipped"))
+        else:
             if record and any(cell.strip() for cell in record):
                 rows.append((start, record))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        # A NUL byte or an unterminated quote: keep what came before, report where it broke.
-        problems.append(Problem(start, f"unreadable CSV ({exc}); the rest of the file skipped"))
+        start = reader.line_num + 1
     head: list[str] | None = None
     if rows and (header or (header is None and _looks_like_header(rows[0][1]))):
         head = [_header_name(cell) for cell in rows[0][1]]
@@ -301,8 +307,8 @@ def _ses(name: str, data: bytes) -> Parsed:
                 problems.append(_bad_bytes(number, "the line"))
                 continue
             try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
+                item = jsontext.loads(line)
+            except ValueError:  # not JSON, or nested too deep
                 problems.append(Problem(number, "not a JSON object; line skipped"))
                 continue
             if isinstance(item, dict):
@@ -350,9 +356,11 @@ def _json_items(data: bytes, key: str | None) -> list[dict[str, Any]]:
         line = data.count(b"\n", 0, exc.start) + 1
         raise SourceError(f"line {line}: not valid UTF-8 (JSON must be)") from None
     try:
-        doc = json.loads(text)
+        doc = jsontext.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(f"line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    except jsontext.TooDeep as exc:
+        raise SourceError(str(exc)) from None
     if isinstance(doc, dict) and key is not None:
         lowered = {str(k).lower(): v for k, v in doc.items()}
         doc = lowered.get(key)

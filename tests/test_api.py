@@ -231,6 +231,49 @@ def test_check_rejects_malformed_bodies(
     assert response.get_json()["error"]["code"] == code
 
 
+JSON_ROUTES = [
+    ("post", "/v1/check"),
+    ("post", "/v1/suppressions"),
+    ("delete", "/v1/suppressions"),
+    ("post", "/v1/filter"),
+    ("post", "/v1/unsubscribe-links"),
+    ("post", "/v1/lookup"),
+]
+DEEP_BODIES = {
+    "arrays 100k deep": "[" * 100_000 + "]" * 100_000,
+    "objects 100k deep": '{"a":' * 100_000 + "1" + "}" * 100_000,
+    "33 levels in a field": '{"email": "a@example.se", "list": "news", "x": '
+    + "[" * 32
+    + "]" * 32
+    + "}",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
+@pytest.mark.parametrize("body", DEEP_BODIES.values(), ids=DEEP_BODIES.keys())
+def test_json_nested_too_deep_is_400_on_every_json_route(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime, method: str, path: str, body: str
+) -> None:
+    response = getattr(client, method)(
+        path, data=body, content_type="application/json", headers=bearer(tokens["admin"])
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == {
+        "code": "invalid_request",
+        "message": "the JSON body nests deeper than 32 levels",
+    }
+    with rt.db.begin(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Suppression)) == 0
+
+
+def test_json_nested_up_to_the_bound_is_read(client: FlaskClient, tokens: dict[str, str]) -> None:
+    body = '{"email": "a@example.se", "list": "news", "x": ' + "[" * 31 + "]" * 31 + "}"
+    response = client.post(
+        "/v1/check", data=body, content_type="application/json", headers=bearer(tokens["mailer"])
+    )
+    assert response.status_code == 200 and response.get_json()["allowed"] is True
+
+
 def test_check_validates_email_and_list(client: FlaskClient, tokens: dict[str, str]) -> None:
     bad_email = client.post(
         "/v1/check", json={"email": "nope", "list": "news"}, headers=bearer(tokens["mailer"])
@@ -265,6 +308,17 @@ def test_missing_or_bad_token_is_401(client: FlaskClient, header: str | None) ->
     )
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_requests_in_one_app_context_never_share_an_authentication(
+    app: Any, client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    body = {"email": "a@example.se", "list": "news"}
+    with app.app_context():  # as a test or a CLI command may hold one around requests
+        good = client.post("/v1/check", json=body, headers=bearer(tokens["mailer"]))
+        assert good.status_code == 200
+        assert client.post("/v1/check", json=body, headers=bearer("sk_wrong")).status_code == 401
+        assert client.post("/v1/check", json=body).status_code == 401
 
 
 @pytest.mark.parametrize(

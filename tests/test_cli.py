@@ -110,3 +110,29 @@ def test_errors_are_one_line_and_non_zero(cli, args: tuple[str, ...], message: s
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_init_creates_a_private_instance_folder_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    instance = tmp_path / "instance"
+    env: dict[str, str | None] = {
+        "SUPPRESS_INSTANCE_DIR": str(instance),
+        "SUPPRESS_DATABASE_URL": None,
+        "SUPPRESS_PEPPERS": None,
+        "SUPPRESS_TOKEN_SECRETS": None,
+        "SUPPRESS_CONFIG": None,
+    }
+    old = os.umask(0)
+    try:
+        result = CliRunner().invoke(main, ["init"], env=env, catch_exceptions=False)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1].startswith("sk_")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [instance, *instance.iterdir()]}
+    assert modes.pop("instance") == 0o700
+    assert modes.pop("secrets.toml") == 0o600
+    assert modes.pop("suppress.db") == 0o600
+    assert set(modes.values()) <= {0o600}  # -wal and -shm, if SQLite left them

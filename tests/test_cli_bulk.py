@@ -121,3 +121,36 @@ def test_filter_and_import_validate_options(suppress_cli: Any, tmp_path: Path) -
     )
     assert leaky.exit_code != 0
     assert suppress_cli("import", str(empty), "--list", "news", "--reason", "nope").exit_code != 0
+
+
+def test_import_and_filter_of_a_file_count_overlong_lines_as_one_invalid_line_each(
+    suppress_cli: Any, tmp_path: Path
+) -> None:
+    from suppress import bulk
+
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_bytes(
+        b"a@example.se,Anna\n"
+        + b"x" * (2 * bulk.READ_CHUNK + 7) + b"\n"  # line 2: longer than a line may be
+        + b'"' + b"y" * 200_000 + b'",z@example.se\n'  # line 3: a field over csv's limit
+        + b"nonsense\n"
+        + b"b@example.se,Bo\n"
+    )
+    imported = suppress_cli("import", str(hostile), "--list", "news", "--reason", "unsubscribe")
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout) == {
+        "received": 5,
+        "added": 2,
+        "existing": 0,
+        "invalid": 3,
+        "invalid_lines": [
+            {"line": 2, "code": "line_too_long"},
+            {"line": 3, "code": "line_too_long"},
+            {"line": 4, "code": "invalid_email"},
+        ],
+    }
+    hostile.write_bytes(hostile.read_bytes().replace(b"b@example.se", b"c@example.se"))
+    filtered = suppress_cli("filter", "--list", "news", str(hostile))
+    assert filtered.exit_code == 0, filtered.output
+    assert filtered.stdout == "c@example.se,Bo\n"
+    assert "checked=5 allowed=1 suppressed=1 invalid=3" in filtered.stderr

@@ -60,6 +60,38 @@ def test_bad_peppers_fail_fast(tmp_path: Path, peppers: str, message: str) -> No
         config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_PEPPERS=peppers))
 
 
+@pytest.mark.parametrize(
+    ("secrets", "which"),
+    [
+        ("x" * 31, "token secret 1 of 1"),
+        ("a-fine-and-long-token-secret-0123456789, short-one", "token secret 2 of 2"),
+        ("tiny," + "y" * 40, "token secret 1 of 2"),
+    ],
+)
+def test_short_token_secrets_fail_fast(tmp_path: Path, secrets: str, which: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_TOKEN_SECRETS=secrets))
+    message = info.value.message
+    assert message == f"{which} is too short: at least 32 characters are required"
+    assert "\n" not in message and not any(
+        part.strip() in message for part in secrets.split(",")
+    )
+
+
+def test_short_token_secrets_in_the_secrets_file_fail_fast_too(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.toml"
+    path.write_text(f'peppers = "{TEST_PEPPER}"\ntoken_secrets = "short"\n')
+    os.chmod(path, 0o600)
+    with pytest.raises(ConfigError, match="token secret 1 of 1 is too short"):
+        config.load({"instance_dir": str(tmp_path)}, env={})
+
+
+def test_token_secrets_of_32_characters_are_accepted(tmp_path: Path) -> None:
+    secrets = "a" * 32 + ", " + "b" * 64
+    cfg = config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_TOKEN_SECRETS=secrets))
+    assert cfg.token_secrets == ("a" * 32, "b" * 64)
+
+
 def test_peppers_keep_their_order_first_is_active(tmp_path: Path) -> None:
     cfg = config.load(
         {"instance_dir": str(tmp_path)}, env=env(SUPPRESS_PEPPERS=f"{PEPPER_B},{TEST_PEPPER}")
@@ -159,6 +191,21 @@ def test_generated_secrets_file_is_0600_and_used(tmp_path: Path) -> None:
     cfg = config.load({"instance_dir": str(tmp_path / "instance")}, env={})
     assert len(cfg.peppers) == 1 and len(cfg.peppers[0][1]) == 32
     assert cfg.token_secrets and cfg.token_secrets[0] in path.read_text()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277], ids=oct)
+def test_generated_secrets_file_and_new_instance_folder_are_private_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    instance = tmp_path / "srv" / "instance"
+    old = os.umask(umask)
+    try:
+        assert config.generate_secrets(instance / "secrets.toml") is True
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "srv").stat().st_mode) == 0o700
+    assert stat.S_IMODE((instance / "secrets.toml").stat().st_mode) == 0o600
 
 
 def test_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:

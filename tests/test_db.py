@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,46 @@ def test_sqlite_runs_wal_full_sync_busy_timeout_foreign_keys(tmp_path: Path) -> 
         assert pragma("busy_timeout") == 1234
         assert pragma("foreign_keys") == 1
     db.dispose()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277], ids=oct)
+def test_sqlite_files_are_0600_and_new_folders_0700_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    instance = tmp_path / "instance"
+    path = instance / "data" / "suppress.db"
+    old = os.umask(umask)
+    try:
+        db = Database(f"sqlite:///{path}")
+        db.upgrade()
+        with db.begin() as session:
+            session.execute(text("CREATE TABLE t (x INTEGER)"))
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        with db.begin(write=False) as session:  # the -wal and -shm files exist while open
+            assert session.execute(text("SELECT x FROM t")).scalar() == 1
+            wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+            assert wal.stat().st_size > 0
+            assert [mode(p) for p in (path, wal, shm)] == [0o600, 0o600, 0o600]
+        assert mode(instance) == mode(instance / "data") == 0o700
+        db.dispose()
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_folder_and_database_keep_their_modes(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    (shared / "old.db").touch()
+    os.chmod(shared / "old.db", 0o640)
+    db = Database(f"sqlite:///{shared / 'old.db'}")
+    db.upgrade()
+    db.dispose()
+    assert (mode(shared), mode(shared / "old.db")) == (0o755, 0o640)
 
 
 def test_sqlite_writer_waits_then_fails_closed_as_unavailable(tmp_path: Path) -> None:

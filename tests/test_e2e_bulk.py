@@ -128,3 +128,21 @@ def test_cli_filter_over_http_fails_closed_on_a_bad_token(
     assert result.returncode != 0
     assert result.stdout == ""
     assert "unauthorized" in result.stderr
+
+
+def test_cli_filter_over_http_counts_an_overlong_line_as_one_invalid_line(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    token = new_token(live_server, "mailer")
+    listing = tmp_path / "hostile.csv"
+    listing.write_bytes(
+        b"a@example.se,Anna\n"
+        + b"x" * (8 << 20) + b"\n"  # read locally by the same line reader, sent as one line
+        + b'"' + b"y" * 200_000 + b'",z@example.se\n'
+        + b"b@example.se,Bo\n"
+    )
+    result = live_server.cli(
+        "filter", "--list", "news", "--url", live_server.url, "--token", token, str(listing)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a@example.se,Anna\nb@example.se,Bo\n"

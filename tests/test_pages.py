@@ -443,7 +443,7 @@ def test_link_minted_before_tokens_named_their_key_still_suppresses(
 
 def forged_links(rt: Runtime) -> list[str]:
     good = link(rt)[3:]
-    foreign = TokenSigner(["not-our-secret"], rt.ring.key_ids)
+    foreign = TokenSigner(["not-our-secret-0123456789abcdefghijk"], rt.ring.key_ids)
     return [
         good[:-1],
         good[: len(good) // 2],

@@ -100,6 +100,85 @@ def test_api_budget_is_per_key(small: Flask) -> None:
     assert client.get(page_url(small)).status_code == 200
 
 
+def made_up() -> dict[str, str]:
+    return bearer("sk_" + uuid.uuid4().hex)
+
+
+def revoked_token(app: Flask) -> str:
+    from suppress import apikeys
+
+    token = mailer_token(app, "gone")
+    rt: Runtime = app.extensions["suppress"]
+    with rt.db.begin() as session:
+        apikeys.revoke(session, apikeys.authenticate(session, token).id, actor="test")
+    return token
+
+
+def test_tokens_that_do_not_authenticate_share_the_client_address_budget(small: Flask) -> None:
+    client = small.test_client()
+    body = {"email": "a@example.se", "list": "news"}
+    gone = revoked_token(small)
+    assert client.post("/v1/check", json=body, headers=made_up()).status_code == 401
+    assert client.post("/v1/check", json=body, headers=bearer(gone)).status_code == 401
+    # Each of these would have had a budget of its own if budgets went by the token.
+    for headers in (
+        made_up(),
+        bearer(gone),
+        {"Authorization": "Basic dXNlcjpwdw=="},
+        {"Authorization": "Bearer"},
+        {"Authorization": "x" * 500},
+        {},
+    ):
+        over = client.post("/v1/check", json=body, headers=headers)
+        assert over.status_code == 429
+        assert over.get_json()["error"]["code"] == "rate_limited"
+    # Another client address has a budget of its own...
+    elsewhere = client.post("/v1/check", json=body, headers=made_up(), **from_ip("192.0.2.9"))
+    assert elsewhere.status_code == 401
+    # ...and a key that authenticates is not held back by its address's budget.
+    good = mailer_token(small, "job")
+    assert client.post("/v1/check", json=body, headers=bearer(good)).status_code == 200
+
+
+def test_a_flood_of_made_up_tokens_is_limited(db_url: str, tmp_path: Path) -> None:
+    app = limited_app(db_url, tmp_path, api="10 per minute")
+    client = app.test_client()
+    body = {"email": "a@example.se", "list": "news"}
+    statuses = [
+        client.post("/v1/check", json=body, headers=made_up()).status_code for _ in range(50)
+    ]
+    assert statuses == [401] * 10 + [429] * 40
+    app.extensions["suppress"].db.dispose()
+
+
+def test_each_request_authenticates_its_token_once(
+    small: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from suppress import apikeys
+
+    client = small.test_client()
+    good = mailer_token(small)
+    calls: list[str | None] = []
+    real = apikeys.authenticate
+
+    def counted(session: Any, token: str | None) -> Any:
+        calls.append(token)
+        return real(session, token)
+
+    monkeypatch.setattr(apikeys, "authenticate", counted)
+    body = {"email": "a@example.se", "list": "news"}
+    # The limiter's choice of budget and the route's authentication share one lookup.
+    for headers, status in [
+        (bearer(good), 200),
+        (made_up(), 401),
+        (made_up(), 401),
+        (made_up(), 429),
+    ]:
+        calls.clear()
+        assert client.post("/v1/check", json=body, headers=headers).status_code == status
+        assert len(calls) == 1
+
+
 def test_health_endpoints_are_not_limited(small: Flask) -> None:
     client = small.test_client()
     assert {client.get("/healthz").status_code for _ in range(10)} == {200}
@@ -158,6 +237,30 @@ def test_counters_are_shared_through_redis(db_url: str, tmp_path: Path) -> None:
         second.test_client().get(url, **visitor).status_code,
     ]
     assert statuses == [200, 200, 200, 429]
+    for app in (first, second):
+        app.extensions["suppress"].db.dispose()
+
+
+def test_made_up_tokens_count_against_the_address_through_redis(
+    db_url: str, tmp_path: Path
+) -> None:
+    redis_or_skip()
+    first = limited_app(db_url, tmp_path, api="3 per minute", storage_url=REDIS_URL)
+    second = limited_app(db_url, tmp_path, api="3 per minute", storage_url=REDIS_URL)
+    visitor = from_ip(f"fd00::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}")
+    body = {"email": "a@example.se", "list": "news"}
+    statuses = [
+        app.test_client().post("/v1/check", json=body, headers=made_up(), **visitor).status_code
+        for app in (first, second, first, second)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    good = mailer_token(first)
+    assert (
+        second.test_client()
+        .post("/v1/check", json=body, headers=bearer(good), **visitor)
+        .status_code
+        == 200
+    )
     for app in (first, second):
         app.extensions["suppress"].db.dispose()
 

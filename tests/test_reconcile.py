@@ -282,6 +282,24 @@ def test_reconcile_runs_audits_after_sources_and_lists_report_paths(
     assert summary["reasons"] == {"unsubscribe": 4, "complaint": 1, "manual": 1}
 
 
+def test_a_new_reports_folder_and_instance_folder_are_private(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    import os
+    import stat
+
+    path = crm_file(tmp_path, "id,email\n1,someone@example.com\n")
+    reports = tmp_path / "instance" / "reports"
+    settings = Settings(reports, (), (AuditSpec("crm", path, "news"),))
+    old = os.umask(0o022)
+    try:
+        assert run(rt, settings).summary()["reports"]
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(reports.stat().st_mode) == 0o700
+    assert stat.S_IMODE(reports.parent.stat().st_mode) == 0o700
+
+
 def test_settings_are_validated_with_the_key_at_fault(tmp_path: Path) -> None:
     good = settings_from(
         {

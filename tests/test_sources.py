@@ -244,6 +244,46 @@ def test_nul_byte_in_an_address_skips_the_row_and_says_where() -> None:
     assert parsed.problems[0].line == 3
 
 
+def test_a_field_over_the_csv_limit_skips_its_row_only() -> None:
+    import csv
+
+    huge = b'"' + b"n" * (csv.field_size_limit() + 1) + b'"'
+    data = (
+        b"email,created\na@example.se,1\nb@example.se," + huge + b"\nc@example.se,3\n"
+    )
+    parsed = parse("sendgrid", "unsubscribes.csv", data)
+    assert [e.address for e in parsed.entries] == ["a@example.se", "c@example.se"]
+    assert [p.line for p in parsed.problems] == [3]
+    assert "example.se" not in parsed.problems[0].message
+    found, problems = contacts(b"id,email\n1,a@example.se\n2," + huge + b"\n3,c@example.se\n")
+    assert [(c.row, c.address) for c in found] == [("1", "a@example.se"), ("3", "c@example.se")]
+    assert [p.line for p in problems] == [3]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("postmark", "dump.json"), ("sendgrid", "bounces.json"), ("ses", "page.json")],
+)
+def test_json_nested_too_deep_is_refused_without_a_recursion_error(fmt: str, name: str) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(SourceError, match="nested deeper than 32 levels"):
+        parse(fmt, name, deep)
+    nested = b'{"a": ' * 40 + b"1" + b"}" * 40
+    with pytest.raises(SourceError, match="nested deeper than 32 levels"):
+        parse(fmt, name, b'{"Suppressions": [' + nested + b"]}")
+
+
+def test_jsonl_line_nested_too_deep_is_skipped_with_its_line() -> None:
+    data = (
+        b'{"EmailAddress": "a@example.se", "Reason": "BOUNCE"}\n'
+        + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+        + b'{"EmailAddress": "c@example.se", "Reason": "COMPLAINT"}\n'
+    )
+    parsed = parse("ses", "import.jsonl", data)
+    assert [e.address for e in parsed.entries] == ["a@example.se", "c@example.se"]
+    assert [p.line for p in parsed.problems] == [2]
+
+
 def test_json_with_bad_bytes_names_the_line() -> None:
     data = (
         b'{"Suppressions": [\n{"EmailAddress": "a@example.se"},\n'

@@ -17,7 +17,9 @@ from suppress.tokens import MAX_TOKEN, SALT, TokenSigner, unsubscribe_links
 from .conftest import OLD_PEPPER, TEST_PEPPER
 
 RING = KeyRing(parse_peppers(f"{TEST_PEPPER},{OLD_PEPPER}"))
-SIGNER = TokenSigner(["new-secret", "old-secret"], RING.key_ids)
+NEW_SECRET = "new-secret-for-tests-0123456789abcdef"
+OLD_SECRET = "old-secret-for-tests-0123456789abcdef"
+SIGNER = TokenSigner([NEW_SECRET, OLD_SECRET], RING.key_ids)
 ADDRESS = "Anna.Berg+news@Example.se"
 MINTER = 7  # the id of the API key that mints the links
 
@@ -94,8 +96,8 @@ def test_same_recipient_list_and_minter_give_the_same_token() -> None:
 
 
 def test_first_secret_signs_and_every_secret_verifies() -> None:
-    old_only = TokenSigner(["old-secret"], RING.key_ids)
-    new_only = TokenSigner(["new-secret"], RING.key_ids)
+    old_only = TokenSigner([OLD_SECRET], RING.key_ids)
+    new_only = TokenSigner([NEW_SECRET], RING.key_ids)
     mail_sent_last_year = token_for(signer=old_only)
     assert SIGNER.verify(mail_sent_last_year).list == "news"
     fresh = token_for()
@@ -127,13 +129,13 @@ def _flip(token: str, index: int) -> str:
         pytest.param(lambda t: t + "x", id="appended"),
         pytest.param(lambda t: t.upper(), id="case-changed"),
         pytest.param(
-            lambda t: TokenSigner(["someone-else"], RING.key_ids).sign(
+            lambda t: TokenSigner(["someone-else-entirely-0123456789abcdef"], RING.key_ids).sign(
                 active_digest(RING, ADDRESS), "news", minted_by=MINTER
             ),
             id="foreign-secret",
         ),
         pytest.param(
-            lambda t: URLSafeSerializer("new-secret", salt="another.purpose").dumps(
+            lambda t: URLSafeSerializer(NEW_SECRET, salt="another.purpose").dumps(
                 json.loads(payload_text(t))
             ),
             id="other-purpose-salt",
@@ -172,7 +174,7 @@ def test_forged_tokens_are_rejected(forge) -> None:  # type: ignore[no-untyped-d
 )
 def test_genuinely_signed_but_malformed_payloads_are_rejected(payload: object) -> None:
     # Only a signer bug (or a leaked secret) could produce these; they still must not pass.
-    token = URLSafeSerializer(["new-secret"], salt=SALT).dumps(payload)
+    token = URLSafeSerializer([NEW_SECRET], salt=SALT).dumps(payload)
     with pytest.raises(InvalidToken):
         SIGNER.verify(token)
 
