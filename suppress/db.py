@@ -151,10 +151,12 @@ class Database:
         Database failures surface as Unavailable (503), never as a decision.
         """
         factory = self._write if write else self._read
+        # The driver's own errors too: insert_rows talks to the driver's cursor directly.
+        driver_error = self.engine.dialect.loaded_dbapi.Error
         try:
             with factory() as session, session.begin():
                 yield session
-        except (DBAPIError, SQLAlchemyError) as exc:
+        except (DBAPIError, SQLAlchemyError, driver_error) as exc:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 self.engine.dispose()
             cause = exc.orig if isinstance(exc, DBAPIError) else exc
