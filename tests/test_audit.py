@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Executable, func, insert, select, text, updat
 from sqlalchemy.exc import DBAPIError
 
 from suppress import addresses, audit, cli, suppressions
-from suppress.db import insert_rows
+from suppress.db import SQLITE_ROWS_PER_INSERT, insert_rows
 from suppress.errors import SuppressError, Unavailable
 from suppress.models import AuditEvent, Reason, Suppression
 from suppress.runtime import Runtime
@@ -156,11 +156,13 @@ def test_an_insert_that_extends_the_head_is_accepted(rt: Runtime) -> None:
 
 def test_a_bulk_append_is_checked_link_by_link_within_one_statement(rt: Runtime) -> None:
     make_events(rt, 2)
-    digests = [bytes([i]) * 32 for i in range(200)]
-    with rt.db.begin() as session:  # one multi-row statement (COPY on PostgreSQL)
+    # One COPY on PostgreSQL; on SQLite statements of up to 2000 rows, so two of them.
+    digests = [i.to_bytes(32, "big") for i in range(2500)]
+    assert len(digests) > SQLITE_ROWS_PER_INSERT
+    with rt.db.begin() as session:
         audit.record_uniform(session, digests, action="import", actor="test", list="news")
     result = verify(rt)
-    assert result.ok and result.events == 202
+    assert result.ok and result.events == 2502
     # The same statement with one link in its middle pointing elsewhere: refused whole.
     prev, rows = result.head, []
     for i in range(5):
@@ -172,7 +174,7 @@ def test_a_bulk_append_is_checked_link_by_link_within_one_statement(rt: Runtime)
     with pytest.raises(Unavailable):
         with rt.db.begin() as session:
             insert_rows(session, AuditEvent.__table__, audit._AUDIT_COLUMNS, rows)  # type: ignore[arg-type]
-    assert stored(rt) == 202
+    assert stored(rt) == 2502
 
 
 # --- tamper detection ---------------------------------------------------------------------------
