@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from .db import insert_rows
@@ -247,6 +247,7 @@ class Finding(enum.StrEnum):
     missing = "missing"  # the event the chain links to is gone (deleted, or rewritten)
     reordered = "reordered"
     anchor_missing = "anchor_missing"  # a previously seen head is no longer in the chain
+    unchained = "unchained"  # a stored event the walk never reached (an id not above 0)
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,8 @@ def _diagnose(session: Session, event: AuditEvent, prev_id: int | None) -> tuple
 def verify(session: Session, *, batch: int = 5000, anchor: bytes | None = None) -> Verification:
     """Walk every event in id order, check each hash and each link, and name the first break.
 
-    A chain that was cut at its end still links; pass an anchor (a head recorded earlier,
+    Ids must be positive and increasing: a stored event the walk does not reach is a break
+    too. A chain that was cut at its end still links; pass an anchor (a head recorded earlier,
     e.g. by the nightly verify) to prove the events up to it are all still there.
     """
     prev = GENESIS
@@ -330,6 +332,28 @@ def verify(session: Session, *, batch: int = 5000, anchor: bytes | None = None) 
             count += 1
             seen_anchor = seen_anchor or prev == anchor
         session.expunge_all()
+    # The walk starts above id 0 and pages by id, so it reaches every event with a positive
+    # id up to where it stopped. Counting the rows up to there catches any it did not reach:
+    # the application never writes an id of 0 or below, and the triggers refuse one.
+    stored, lowest = session.execute(
+        select(func.count(), func.min(AuditEvent.id)).where(AuditEvent.id <= (prev_id or 0))
+    ).one()
+    if stored != count:
+        why = (
+            f"event {lowest} has an id below 1, which the application never writes: it was "
+            "inserted by hand"
+            if lowest is not None and lowest < 1
+            else "events were inserted out of id order"
+        )
+        return Verification(
+            False,
+            count,
+            prev,
+            lowest,
+            Finding.unchained,
+            f"{stored - count} stored event(s) are outside the chain (the walk over ids from "
+            f"1 up reached {count} of {stored}): {why}",
+        )
     if not seen_anchor:
         return Verification(
             False,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,8 @@ from .errors import Unavailable
 from .models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+log = logging.getLogger("suppress.db")
+SQLITE_ROWS_PER_INSERT = 2000
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
@@ -54,6 +59,55 @@ def _sqlite_begin(conn: Any) -> None:
     # reads and then writes fails at once with SQLITE_BUSY instead of waiting its turn.
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class SqliteFile:
+    """The SQLite file this process opened, known by device and inode.
+
+    A file deleted (or replaced) under a running process stays open: writes would be
+    acknowledged into an unlinked file and lost at the next restart, and reads would come
+    from a file nobody else sees. So once the path no longer names the file first opened,
+    every transaction fails closed (503) until the process is restarted.
+    """
+
+    MESSAGE = (
+        "database unavailable: the SQLite file was deleted or replaced after this process "
+        "opened it; nothing was decided; restart the service once the file is back"
+    )
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.identity: tuple[int, int] | None = None
+        self._reported = False
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:  # gone, or no longer reachable: either way not the file we opened
+            return None
+        return (found.st_dev, found.st_ino)
+
+    def check(self) -> None:
+        """Raise Unavailable unless the path still names the file first opened (one stat)."""
+        if self.identity is not None and self._current() != self.identity:
+            if not self._reported:
+                self._reported = True
+                log.error("the SQLite file %s was deleted or replaced; failing closed", self.path)
+            raise Unavailable(self.MESSAGE)
+
+    def opened(self) -> None:
+        """Remember the file the first connection opened; later ones must open the same."""
+        if self.identity is None:
+            self.identity = self._current()
+        self.check()
+
+    def listen(self, engine: Engine) -> None:
+        """Check before each connect (so a vanished file is not silently re-created), after
+        it, at each BEGIN and before each COMMIT (a write that began before the file went)."""
+        event.listen(engine, "do_connect", lambda *_args: self.check())
+        event.listen(engine, "connect", lambda *_args: self.opened())
+        event.listen(engine, "begin", lambda _conn: self.check())
+        event.listen(engine, "commit", lambda _conn: self.check())
 
 
 def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
@@ -99,8 +153,19 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
                 for row in rows:
                     copy.write_row(row)
         else:
-            marks = ", ".join("?" for _ in columns)
-            cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+            # Many rows per statement, not one statement per row: a statement that fires a
+            # trigger (audit_event has them) keeps a statement journal of every page it
+            # changes, and per row that nearly halves the insert rate.
+            limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)
+            per = max(1, min(SQLITE_ROWS_PER_INSERT, limit))
+            row_marks = "(" + ", ".join("?" for _ in columns) + ")"
+            for start in range(0, len(rows), per):
+                chunk = rows[start : start + per]
+                marks = ", ".join([row_marks] * len(chunk))
+                cursor.execute(
+                    f"INSERT INTO {table.name} ({names}) VALUES {marks}",
+                    [value for row in chunk for value in row],
+                )
     finally:
         cursor.close()
 
@@ -121,21 +186,26 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             database = parsed.database or ""
+            self.file: SqliteFile | None = None
             if database and database != ":memory:" and not database.startswith("file:"):
                 # SQLite would create the file 0644 (less the umask), and its -wal and -shm
                 # files with the database file's mode: an empty file made 0600 first, in a
                 # folder made 0700, keeps all three private to the service's user.
                 files.private_dir(Path(database).parent)
                 files.private_file(Path(database))
+                self.file = SqliteFile(database)
             self.engine: Engine = create_engine(
                 url,
                 hide_parameters=True,  # error messages and logs never carry digests
                 connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
             )
+            if self.file is not None:  # first: before the pragmas touch a new file
+                self.file.listen(self.engine)
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             event.listen(self.engine, "begin", _sqlite_begin)
             write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
+            self.file = None
             self.engine = create_engine(
                 url,
                 hide_parameters=True,
@@ -156,10 +226,12 @@ class Database:
         Database failures surface as Unavailable (503), never as a decision.
         """
         factory = self._write if write else self._read
+        # The driver's own errors too: insert_rows talks to the driver's cursor directly.
+        driver_error = self.engine.dialect.loaded_dbapi.Error
         try:
             with factory() as session, session.begin():
                 yield session
-        except (DBAPIError, SQLAlchemyError) as exc:
+        except (DBAPIError, SQLAlchemyError, driver_error) as exc:
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:
                 self.engine.dispose()
             cause = exc.orig if isinstance(exc, DBAPIError) else exc

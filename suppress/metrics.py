@@ -1,4 +1,5 @@
-"""Prometheus metrics: verdicts, request latency, suppressions by reason; gunicorn-aware."""
+"""Prometheus metrics: verdicts, request latency, suppressions by reason, the verified audit
+head; gunicorn-aware."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
 
+from . import scheduler
 from .errors import SuppressError
 from .models import JobRun, Suppression
 
@@ -81,6 +83,16 @@ class DatabaseCollector(Collector):
             "When each job last finished successfully (Unix time); alert on its age.",
             labels=["job"],
         )
+        # The head is a label that changes once a night (each verify-audit run), not with
+        # every event: a new series a day, and Prometheus keeps the heads outside the database.
+        audit_events = GaugeMetricFamily(
+            "suppress_audit_events",
+            "Events in the audit chain when the last successful verify-audit run walked it.",
+        )
+        audit_head = InfoMetricFamily(
+            "suppress_audit_head",
+            "The audit chain head (SHA-256 hex) the last successful verify-audit run verified.",
+        )
         try:
             with self.app.extensions["suppress"].db.begin(write=False) as session:
                 rows = session.execute(
@@ -96,6 +108,8 @@ class DatabaseCollector(Collector):
                     .where(JobRun.status == "ok")
                     .group_by(JobRun.job)
                 ).all()
+                verified = scheduler.last_success(session, "verify-audit")
+                verified_summary = dict(verified.summary) if verified is not None else {}
         except SuppressError:
             up.add_metric([], 0)
             return [up]
@@ -106,8 +120,12 @@ class DatabaseCollector(Collector):
         for job, finished in successes:
             if finished is not None:
                 last_ok.add_metric([job], finished.replace(tzinfo=UTC).timestamp())
+        events, head = verified_summary.get("events"), verified_summary.get("head")
+        if isinstance(events, int) and isinstance(head, str):
+            audit_events.add_metric([], events)
+            audit_head.add_metric([], {"head": head})
         up.add_metric([], 1)
-        return [by_reason, runs, last_ok, up]
+        return [by_reason, runs, last_ok, audit_events, audit_head, up]
 
 
 class _ProcessCollector(Collector):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .audit import Finding
+
 ERROR_CODES = [
     "invalid_request",
     "invalid_email",
@@ -317,7 +319,7 @@ AUDIT_SCHEMAS: dict[str, Any] = {
             "broken_at": {"type": ["integer", "null"], "description": "Id of the event"},
             "finding": {
                 "type": ["string", "null"],
-                "enum": ["edited", "missing", "reordered", "anchor_missing", None],
+                "enum": [*(finding.value for finding in Finding), None],
             },
             "problem": {"type": "string"},
         },

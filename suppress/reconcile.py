@@ -25,6 +25,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import addresses, audit, files, sources, suppressions
+from .access import neutralize
 from .addresses import KeyRing
 from .errors import ConfigError, InvalidEmail, SuppressError
 from .models import Reason, ReconcileFile, Suppression
@@ -354,14 +355,21 @@ def audit_contacts(
 ) -> AuditReport:
     """Check a CRM export against a list; write CSV and JSON reports of contacts to remove.
 
-    Contacts are named by the input's row identifiers only, so a report never holds an
-    address that was not already in that file (it holds none at all).
+    Contacts are named by the input's row identifiers only, and a file whose id column holds
+    addresses is refused whole (SourceError, no report): a report never holds an address.
     """
     try:
         data = spec.file.read_bytes()
     except OSError as exc:
         raise sources.SourceError(f"audit {spec.name}: cannot read file ({exc.strerror})") from None
     contacts, problems = sources.contacts(data)
+    for contact in contacts:
+        if addresses.contains_address(contact.row):
+            raise sources.SourceError(
+                f"line {contact.line}: the id column holds an email address, and reports never "
+                "hold one; no report was written for this file: export a CRM id that is not "
+                "an address, or no id column (contacts are then named by line)"
+            )
     remove: list[dict[str, Any]] = []
     invalid = 0
     for start in range(0, len(contacts), CHECK_BATCH):
@@ -387,7 +395,9 @@ def audit_contacts(
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["row", "line", "reason", "scope", "kind"])
     for item in remove:
-        writer.writerow([item["row"], item["line"], item["reason"], item["scope"], item["kind"]])
+        # The identifier is the CRM's text; the other cells are ours.
+        cells = [neutralize(item["row"]), item["line"], item["reason"], item["scope"], item["kind"]]
+        writer.writerow(cells)
     _write_atomically(csv_path, out.getvalue())
     document = {
         "audit": spec.name,

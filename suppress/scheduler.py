@@ -312,9 +312,13 @@ def _expire(ctx: Context) -> tuple[bool, dict[str, Any]]:
 
 
 def _verify_audit(ctx: Context) -> tuple[bool, dict[str, Any]]:
+    # The previous good run's head anchors this one: a chain cut at its end still links,
+    # and only a head seen earlier shows that events are gone.
     with ctx.rt.db.begin(write=False) as session:
-        result = audit.verify(session)
+        anchor = verified_head(session)
+        result = audit.verify(session, anchor=anchor)
     summary = result.to_dict()
+    summary["anchor"] = anchor.hex() if anchor is not None else None
     summary["errors"] = [] if result.ok else [f"audit chain broken: {result.problem}"]
     return result.ok, summary
 
@@ -509,6 +513,34 @@ def list_runs(session: Session, *, job: str | None = None, limit: int = 50) -> l
         query = query.where(JobRun.job == job)
     now = audit.utcnow()
     return [describe(run, now) for run in session.scalars(query).all()]
+
+
+def last_success(session: Session, job: str) -> JobRun | None:
+    """The job's most recent successful run (any run key), or None."""
+    return session.scalars(
+        select(JobRun)
+        .where(JobRun.job == job, JobRun.status == "ok")
+        .order_by(JobRun.finished_at.desc(), JobRun.id.desc())
+        .limit(1)
+    ).first()
+
+
+def verified_head(session: Session) -> bytes | None:
+    """The audit chain head the last successful verify-audit run saw (its summary), or None."""
+    run = last_success(session, "verify-audit")
+    if run is None:
+        return None
+    head = run.summary.get("head")
+    try:
+        return audit.parse_hash(head if isinstance(head, str) else "", "head")
+    except SuppressError:
+        # Every good run stores its head: a row without one was edited, and then nothing
+        # in the ledger can serve as an anchor.
+        raise SuppressError(
+            f"verify-audit run {run.id} succeeded but its summary holds no head: the job "
+            "ledger was edited; check the chain against a head kept outside the database",
+            code="ledger_edited",
+        ) from None
 
 
 def reconcile_health(session: Session, now: datetime) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, Executable, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from suppress import addresses, audit, cli, suppressions
+from suppress.db import SQLITE_ROWS_PER_INSERT, insert_rows
 from suppress.errors import SuppressError, Unavailable
 from suppress.models import AuditEvent, Reason, Suppression
 from suppress.runtime import Runtime
@@ -20,23 +21,30 @@ from suppress.runtime import Runtime
 from .conftest import bearer
 
 
-def tamper(rt: Runtime, *statements: str, **params: Any) -> None:
+def tamper(rt: Runtime, *statements: str | Executable, **params: Any) -> None:
     """Change audit_event behind the triggers' back, as the table owner could."""
+
+    def run(conn: Connection) -> None:
+        for statement in statements:
+            conn.execute(text(statement) if isinstance(statement, str) else statement, params)
+
     with rt.db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
-            for statement in statements:
-                conn.execute(text(statement), params)
+            run(conn)
             conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
             return
         triggers = conn.execute(
             text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
         ).all()
-        assert {name for name, _ in triggers} >= {"audit_event_no_update", "audit_event_no_delete"}
+        assert {name for name, _ in triggers} >= {
+            "audit_event_no_update",
+            "audit_event_no_delete",
+            "audit_event_extends_head",
+        }
         for name, _ in triggers:
             conn.execute(text(f"DROP TRIGGER {name}"))
-        for statement in statements:
-            conn.execute(text(statement), params)
+        run(conn)
         for _, sql in triggers:
             conn.execute(text(sql))
 
@@ -89,6 +97,84 @@ def test_update_and_delete_of_an_event_are_refused_by_the_database(rt: Runtime) 
 def test_appending_still_works_under_the_triggers(rt: Runtime) -> None:
     make_events(rt, 3)
     assert verify(rt).events == 3
+
+
+def forged(id: int | None, prev_hash: bytes, action: str = "forged") -> Any:
+    """An INSERT of one well-formed event: its hash is right for its content and prev_hash."""
+    event = AuditEvent(
+        at=audit.utcnow(), action=action, actor="intruder", detail={}, prev_hash=prev_hash
+    )
+    event.hash = audit.chain_hash(prev_hash, event)
+    values = {c: getattr(event, c) for c in audit._AUDIT_COLUMNS}
+    return insert(AuditEvent).values(**values, **({} if id is None else {"id": id}))
+
+
+def stored(rt: Runtime) -> int:
+    with rt.db.begin(write=False) as session:
+        return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+@pytest.mark.parametrize(
+    ("events", "id", "links_to"),
+    [
+        (3, -1, "genesis"),  # beside the chain, where the walk from id 1 never looks
+        (3, 0, "head"),  # ids must be positive
+        (3, None, "older"),  # a fork: a second event on an earlier head
+        (3, None, "nothing"),  # links to no stored event
+        (0, None, "nothing"),  # the first event must start from the genesis
+        (0, -1, "genesis"),  # even the first event needs a positive id
+    ],
+)
+def test_an_insert_that_does_not_extend_the_head_is_refused_by_the_database(
+    rt: Runtime, events: int, id: int | None, links_to: str
+) -> None:
+    hashes = make_events(rt, events)
+    prev = {
+        "genesis": audit.GENESIS,
+        "head": hashes[-1] if hashes else audit.GENESIS,
+        "older": hashes[0] if hashes else audit.GENESIS,
+        "nothing": bytes(range(32)),
+    }[links_to]
+    with pytest.raises(DBAPIError, match="grows only at its head"):
+        with rt.db.engine.begin() as conn:
+            conn.execute(forged(id, prev))
+    with pytest.raises(Unavailable):
+        with rt.db.begin() as session:
+            session.execute(forged(id, prev))
+    assert stored(rt) == events
+    assert verify(rt).ok
+
+
+def test_an_insert_that_extends_the_head_is_accepted(rt: Runtime) -> None:
+    for _ in range(2):  # the first event links to the genesis, the second to the first
+        with rt.db.engine.begin() as conn:
+            conn.execute(forged(None, verify(rt).head, action="by_hand"))
+    make_events(rt, 1)
+    result = verify(rt)
+    assert result.ok and result.events == 3
+
+
+def test_a_bulk_append_is_checked_link_by_link_within_one_statement(rt: Runtime) -> None:
+    make_events(rt, 2)
+    # One COPY on PostgreSQL; on SQLite statements of up to 2000 rows, so two of them.
+    digests = [i.to_bytes(32, "big") for i in range(2500)]
+    assert len(digests) > SQLITE_ROWS_PER_INSERT
+    with rt.db.begin() as session:
+        audit.record_uniform(session, digests, action="import", actor="test", list="news")
+    result = verify(rt)
+    assert result.ok and result.events == 2502
+    # The same statement with one link in its middle pointing elsewhere: refused whole.
+    prev, rows = result.head, []
+    for i in range(5):
+        event = AuditEvent(at=audit.utcnow(), action="bulk", actor="test", detail={"i": i})
+        event.prev_hash = audit.GENESIS if i == 2 else prev
+        event.hash = audit.chain_hash(event.prev_hash, event)
+        rows.append(tuple(getattr(event, c) for c in audit._AUDIT_COLUMNS))
+        prev = event.hash
+    with pytest.raises(Unavailable):
+        with rt.db.begin() as session:
+            insert_rows(session, AuditEvent.__table__, audit._AUDIT_COLUMNS, rows)  # type: ignore[arg-type]
+    assert stored(rt) == 2502
 
 
 # --- tamper detection ---------------------------------------------------------------------------
@@ -155,6 +241,33 @@ def test_reordered_events_are_named(rt: Runtime) -> None:
     result = verify(rt)
     assert (result.ok, result.broken_at, result.finding) == (False, 2, audit.Finding.reordered)
     assert "event 2 is out of order: it links to event 3, not to event 1" == result.problem
+
+
+@pytest.mark.parametrize("id", [-1, 0])
+def test_an_event_the_walk_never_reaches_is_named(rt: Runtime, id: int) -> None:
+    make_events(rt, 3)
+    tamper(rt, forged(id, audit.GENESIS))  # past the insert trigger, as the table owner could
+    result = verify(rt)
+    assert (result.ok, result.finding, result.broken_at, result.events) == (
+        False,
+        audit.Finding.unchained,
+        id,
+        3,
+    )
+    assert result.problem == (
+        "1 stored event(s) are outside the chain (the walk over ids from 1 up reached 3 of "
+        f"4): event {id} has an id below 1, which the application never writes: it was "
+        "inserted by hand"
+    )
+
+
+def test_audit_verify_route_names_an_event_outside_the_chain(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
+    tamper(rt, forged(-7, audit.GENESIS))
+    broken = client.get("/v1/audit/verify", headers=bearer(tokens["admin"])).get_json()
+    assert (broken["ok"], broken["finding"], broken["broken_at"]) == (False, "unchained", -7)
+    assert "event -7 has an id below 1" in broken["problem"]
 
 
 def test_cut_tail_is_only_detectable_against_an_anchor(rt: Runtime) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -148,3 +150,80 @@ def test_postgres_unreachable_answers_503(tmp_path: Path) -> None:
     )
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "unavailable"
     assert client.get("/readyz").status_code == 503
+
+
+def move_away(db_file: Path, how: str) -> Path:
+    """Delete the SQLite file, or replace it by a copy (a new inode), under an open process."""
+    moved = db_file.with_name("moved-" + db_file.name)
+    if how == "deleted":
+        db_file.unlink()
+    else:
+        db_file.rename(moved)
+        shutil.copy(moved, db_file)
+    return moved
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_sqlite_file_gone_from_under_the_app_fails_closed_with_503(
+    tmp_path: Path, how: str
+) -> None:
+    from suppress import apikeys, create_app
+    from suppress.models import Role
+
+    from .conftest import bearer, settings
+
+    db_file = tmp_path / "vanishing.db"
+    app = create_app(settings(f"sqlite:///{db_file}", tmp_path))
+    rt: Runtime = app.extensions["suppress"]
+    rt.db.upgrade()
+    with rt.db.begin() as session:
+        _key, token = apikeys.create(session, "a", Role.admin, actor="test")
+    client, headers = app.test_client(), bearer(token)
+    add = {"email": "kept@example.se", "list": "news", "reason": "unsubscribe"}
+    assert client.post("/v1/suppressions", json=add, headers=headers).status_code == 201
+    assert client.get("/readyz").status_code == 200
+    move_away(db_file, how)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["error"]["code"] == "unavailable"
+    assert "deleted or replaced" in ready.get_json()["error"]["message"]
+    for path, body in (
+        ("/v1/check", {"email": "free@example.se", "list": "news"}),
+        ("/v1/filter", {"list": "news", "emails": ["free@example.se", "kept@example.se"]}),
+        ("/v1/suppressions", {**add, "email": "late@example.se"}),
+    ):
+        answer = client.post(path, json=body, headers=headers)
+        assert answer.status_code == 503, path
+        assert answer.get_json()["error"]["code"] == "unavailable", path
+        assert "allowed" not in answer.get_json(), path
+    rt.db.dispose()
+
+
+def test_a_write_begun_before_the_file_was_replaced_is_not_committed(tmp_path: Path) -> None:
+    db_file = tmp_path / "w.db"
+    db = Database(f"sqlite:///{db_file}")
+    with db.begin() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    with pytest.raises(Unavailable, match="deleted or replaced"):
+        with db.begin() as session:
+            session.execute(text("INSERT INTO t VALUES (2)"))
+            moved = move_away(db_file, "replaced")
+    db.dispose()  # the last connection checkpoints its WAL into the file it had open
+    db_file.unlink()
+    moved.rename(db_file)
+    with sqlite3.connect(db_file) as conn:
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_a_vanished_sqlite_file_is_not_created_afresh_by_a_new_connection(
+    tmp_path: Path,
+) -> None:
+    db_file = tmp_path / "v.db"
+    db = Database(f"sqlite:///{db_file}")
+    db.ping()
+    db_file.unlink()
+    db.dispose()  # the pool must open a new connection now
+    with pytest.raises(Unavailable):
+        db.ping()
+    assert not db_file.exists()
+    db.dispose()

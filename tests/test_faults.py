@@ -174,3 +174,28 @@ def test_sqlite_read_only_file_refuses_writes(tmp_path: Path) -> None:
         assert check.status_code == 200 and check.json()["allowed"] is False
     finally:
         server.stop()
+
+
+def test_sqlite_file_deleted_under_a_running_server_answers_503(tmp_path: Path) -> None:
+    db_file = tmp_path / "vanishing.db"
+    server = LiveServer(f"sqlite:///{db_file}", tmp_path, workers=2)
+    try:
+        headers = admin_token(server)
+        add = {"email": "kept@example.se", "list": "news", "reason": "unsubscribe"}
+        assert post(server, headers, "/v1/suppressions", add).status_code == 201
+        db_file.unlink()
+        for _ in range(4):  # requests land on either worker
+            ready = requests.get(server.url + "/readyz", timeout=30)
+            assert ready.status_code == 503
+            assert ready.json()["error"]["code"] == "unavailable"
+            check = post(server, headers, "/v1/check", {"email": "free@example.se", "list": "news"})
+            assert check.status_code == 503 and check.json()["error"]["code"] == "unavailable"
+            assert "allowed" not in check.json()
+            late = {**add, "email": "late@example.se"}
+            write = post(server, headers, "/v1/suppressions", late)
+            assert write.status_code == 503 and write.json()["error"]["code"] == "unavailable"
+        # A worker that never opened the file before it went creates an empty one at its
+        # first request; it has no schema, so that worker answers 503 as well.
+        assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
+    finally:
+        server.stop()

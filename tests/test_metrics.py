@@ -8,6 +8,9 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
+from suppress import scheduler
+from suppress.runtime import Runtime
+
 from .conftest import LiveServer, bearer
 
 
@@ -102,3 +105,20 @@ def test_metrics_show_job_runs_and_last_success(client: FlaskClient, rt) -> None
         value(text, 'suppress_job_last_success_timestamp_seconds{job="reconcile"}')
         == datetime(2026, 11, 24, 1, 31, tzinfo=__import__("datetime").UTC).timestamp()
     )
+
+
+def test_metrics_export_the_last_verified_audit_head_and_its_event_count(
+    client: FlaskClient, rt: Runtime
+) -> None:
+
+    def heads(text: str) -> list[str]:
+        return re.findall(r'^suppress_audit_head_info\{head="([0-9a-f]{64})"\} 1\.0$', text, re.M)
+
+    assert heads(client.get("/metrics").get_data(as_text=True)) == []  # nothing verified yet
+    assert scheduler.run_job(rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
+    outcome = scheduler.run_job(rt, "verify-audit", "2026-11-25", wait=5)
+    summary = outcome.run["summary"]
+    assert summary["events"] >= 1
+    text = client.get("/metrics").get_data(as_text=True)
+    assert value(text, "suppress_audit_events") == summary["events"]
+    assert heads(text) == [summary["head"]]

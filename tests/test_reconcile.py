@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from suppress import addresses, audit, suppressions
+from suppress.access import neutralize
 from suppress.errors import ConfigError
 from suppress.models import AuditEvent, Reason, ReconcileFile, Suppression
 from suppress.reconcile import (
@@ -247,7 +249,7 @@ def test_crm_audit_without_id_uses_line_numbers_and_never_adds_an_address(
             actor="test",
             now=NOW,
         )
-    # A row identifier that is itself an address (already in the file) may be repeated.
+    # No id column: the first column holds the addresses and rows are named by line.
     path = crm_file(tmp_path, "kontakt,namn\nbo@example.se,Bo\nANNA@example.se,Anna\n")
     with rt.db.begin() as session:
         report = audit_contacts(
@@ -261,6 +263,83 @@ def test_crm_audit_without_id_uses_line_numbers_and_never_adds_an_address(
     rows = list(csv.DictReader(Path(report.csv_path).read_text().splitlines()))
     assert [(r["row"], r["line"]) for r in rows] == [("3", "3")]
     assert "@" not in Path(report.json_path).read_text()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id,email\nanna@example.se,anna@example.se\nbo@example.se,bo@example.se\n",
+        "id\nanna@example.se\nbo@example.se\n",  # the id column is the address column
+        'id,email\nc1,anna@example.se\n=HYPERLINK("mailto:bo@example.se"),bo@example.se\n',
+    ],
+)
+def test_crm_audit_refuses_an_id_column_holding_addresses_and_writes_no_report(
+    rt: Runtime, tmp_path: Path, text: str
+) -> None:
+    with rt.db.begin() as session:
+        suppressions.add(
+            session,
+            addresses.address_target(rt.ring, "bo@example.se"),
+            "news",
+            Reason.unsubscribe,
+            source="api",
+            actor="test",
+            now=NOW,
+        )
+    path = crm_file(tmp_path, text)
+    report = run(rt, Settings(tmp_path / "reports", (), (AuditSpec("crm", path, "news"),)))
+    assert not report.ok and report.audits == ()
+    summary = report.summary()
+    (error,) = summary["errors"]
+    line = 3 if text.startswith("id,email\nc1") else 2
+    assert error.startswith(f"audit crm: line {line}: the id column holds an email address")
+    assert "no report was written" in error
+    assert "@" not in json.dumps(summary)
+    assert summary["reports"] == [] and not (tmp_path / "reports").exists()
+
+
+def test_crm_audit_csv_neutralises_formula_leading_ids_as_the_export_does(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    ids = ["=1+2", "+46701234567", "-2", "@SUM(A1)", "\t=cmd|' /C calc'!A0", "c6"]
+    with rt.db.begin() as session:
+        suppressions.add(
+            session,
+            addresses.domain_target(rt.ring, "example.se"),
+            "news",
+            Reason.manual,
+            source="api",
+            actor="test",
+            now=NOW,
+        )
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "email"])
+    writer.writerows([ident, f"p{n}@example.se"] for n, ident in enumerate(ids))
+    path = crm_file(tmp_path, out.getvalue())
+    with rt.db.begin() as session:
+        report = audit_contacts(
+            session,
+            rt.ring,
+            AuditSpec("crm", path, "news"),
+            now=NOW,
+            run_key="2026-11-25",
+            reports_folder=tmp_path / "reports",
+        )
+    assert report.remove == len(ids)
+    rows = list(csv.DictReader(Path(report.csv_path).read_text().splitlines()))
+    assert [r["row"] for r in rows] == [
+        "'=1+2",
+        "'+46701234567",
+        "'-2",
+        "'@SUM(A1)",
+        "'=cmd|' /C calc'!A0",  # surrounding whitespace is trimmed on reading
+        "c6",
+    ]
+    assert [r["row"] for r in rows] == [neutralize(r.strip()) for r in ids]
+    # The JSON is for programs, which match it against the CRM: the identifiers as given.
+    document = json.loads(Path(report.json_path).read_text())
+    assert [r["row"] for r in document["remove"]] == [r.strip() for r in ids]
 
 
 def test_reconcile_runs_audits_after_sources_and_lists_report_paths(

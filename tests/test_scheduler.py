@@ -298,6 +298,46 @@ def test_verify_audit_fails_on_a_tampered_chain(jobs_rt: Runtime) -> None:
     assert outcome.run["summary"]["ok"] is False
 
 
+def test_nightly_verify_anchors_on_the_last_good_head_so_a_cut_tail_fails_it(
+    jobs_rt: Runtime,
+) -> None:
+    with jobs_rt.db.begin() as session:
+        for i in range(3):
+            audit.record(session, "test", actor="test", detail={"i": i})
+    first = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5)
+    assert first.status == "ok" and first.run["summary"]["anchor"] is None
+    head, events = first.run["summary"]["head"], first.run["summary"]["events"]
+    assert events == 3
+    second = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
+    assert second.status == "ok" and second.run["summary"]["anchor"] == head
+    assert second.run["summary"]["events"] == 4  # the first run's own job event
+    with jobs_rt.db.begin(write=False) as session:
+        head_id = session.scalar(
+            select(AuditEvent.id).where(AuditEvent.hash == bytes.fromhex(head))
+        )
+    # Cut every event from the first night's head on: what is left still links.
+    tamper(jobs_rt, "DELETE FROM audit_event WHERE id >= :i", i=head_id)
+    with jobs_rt.db.begin(write=False) as session:
+        assert audit.verify(session).ok
+    third = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-26", wait=5)
+    assert third.status == "failed"
+    summary = third.run["summary"]
+    assert summary["anchor"] == second.run["summary"]["head"]
+    assert (summary["ok"], summary["finding"]) == (False, "anchor_missing")
+    assert summary["errors"][0].startswith("audit chain broken: the anchor")
+
+
+def test_nightly_verify_fails_when_the_last_good_run_lost_its_head(jobs_rt: Runtime) -> None:
+    assert scheduler.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
+    with jobs_rt.db.begin() as session:
+        run = session.scalars(select(JobRun).where(JobRun.job == "verify-audit")).one()
+        run.summary = {"ok": True}
+    outcome = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
+    assert outcome.status == "failed"
+    (error,) = outcome.run["summary"]["errors"]
+    assert error.startswith("ledger_edited: verify-audit run") and "holds no head" in error
+
+
 # --- HTTP -----------------------------------------------------------------------------------
 
 
