@@ -189,7 +189,10 @@ class IdempotencyKey(Base):
     api_key_id: Mapped[int] = mapped_column(
         ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True
     )
-    request_hash: Mapped[str] = mapped_column(String(64), comment="SHA-256 of method, path, body")
+    request_hash: Mapped[str] = mapped_column(
+        String(64),
+        comment="HMAC-SHA256 of method, path, body under a key derived from the pepper",
+    )
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text, comment="the stored JSON response body")
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True, comment="UTC")

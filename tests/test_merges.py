@@ -30,8 +30,9 @@ from .conftest import OLD_PEPPER, TEST_PEPPER, bearer
 from .conftest import settings as app_settings
 from .test_invariants import MAILBOXES
 
-# Two mailboxes, two spellings each, few lists: collisions (the interesting cases) are common.
-SPELLINGS = [(box, spelling) for box in ("anna", "per") for spelling in MAILBOXES[box][:2]]
+# One mailbox in three spellings, two lists: every step meets the ones before it, so merges
+# (the interesting cases) are the rule. tests/test_invariants.py keeps mailboxes apart.
+SPELLINGS = [("anna", spelling) for spelling in MAILBOXES["anna"]]
 
 START = datetime(2026, 3, 1, 12, 0)
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -243,7 +244,7 @@ def test_gate_state_machine_never_lets_an_opt_out_through(
             reason=st.one_of(
                 st.sampled_from(sorted(BOUNCES)), st.sampled_from([r.value for r in Reason])
             ),
-            days=st.one_of(st.none(), st.integers(min_value=1, max_value=10)),
+            days=st.sampled_from([None, 2, 10]),
         )
         def add(self, who: tuple[str, str], list_name: str, reason: str, days: int | None) -> None:
             if reason not in BOUNCES:
@@ -295,7 +296,7 @@ def test_gate_state_machine_never_lets_an_opt_out_through(
             assert response.status_code == (200 if (who[0], list_name) in self.model else 404)
             self.model.pop((who[0], list_name), None)
 
-        @rule(hours=st.integers(min_value=1, max_value=24 * 12))
+        @rule(hours=st.sampled_from([1, 24 * 3, 24 * 12]))
         def time_passes(self, hours: int) -> None:
             clock.now += timedelta(hours=hours)
 
