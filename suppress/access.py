@@ -15,7 +15,7 @@ from . import audit
 from .addresses import SCHEME, Target
 from .errors import InvalidRequest
 from .models import Suppression
-from .suppressions import describe
+from .suppressions import describe, require_peppers
 
 FORMATS = ("ndjson", "csv")
 EXPORT_FIELDS = (
@@ -45,6 +45,9 @@ def lookup(
     The lookup itself is recorded, with the request's reference (a ticket number), so the
     trail shows who accessed whose data and when a request was answered.
     """
+    # An answer that leaves out rows under a pepper we lack would tell a person nothing is
+    # kept when something is: refuse instead (503 pepper_missing), as the gate does.
+    require_peppers(session, {d.key_id for d in target.digests})
     keyed: list[dict[str, Any]] = [
         {"kind": "address", "key_id": d.key_id, "digest": d.value.hex()} for d in target.digests
     ]

@@ -235,11 +235,11 @@ def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response
     principal = g.principal
     with rt.db.begin() as session:
         if key is not None:
-            key = idempotency.validate_key(key)
+            keys = idempotency.stored_keys(rt.ring, idempotency.validate_key(key))
             req_hashes = idempotency.fingerprints(
                 rt.ring, request.method, request.full_path, request.get_data()
             )
-            stored = idempotency.replay(session, principal.id, key, req_hashes)
+            stored = idempotency.replay(session, principal.id, keys, req_hashes)
             if stored is not None:
                 status, text = stored
                 return Response(
@@ -251,7 +251,7 @@ def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response
         body, status = produce(session)
         text = json.dumps(body, separators=(",", ":"))
         if key is not None:
-            idempotency.store(session, principal.id, key, req_hashes[0], status, text)
+            idempotency.store(session, principal.id, keys[0], req_hashes[0], status, text)
     return Response(text, status=status, mimetype="application/json")
 
 
@@ -322,7 +322,7 @@ def idempotent_stream(produce: Callable[[IO[bytes] | Any], dict[str, Any]]) -> R
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return jsonify(produce(request.stream))
-    key = idempotency.validate_key(key)
+    keys = idempotency.stored_keys(rt.ring, idempotency.validate_key(key))
     principal = g.principal
     hasher = idempotency.Fingerprinter(rt.ring, request.method, request.full_path)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
@@ -331,15 +331,15 @@ def idempotent_stream(produce: Callable[[IO[bytes] | Any], dict[str, Any]]) -> R
             spool.write(chunk)
         req_hashes = hasher.hexdigests()
         with rt.db.begin() as session:
-            stored = idempotency.replay(session, principal.id, key, req_hashes)
+            stored = idempotency.replay(session, principal.id, keys, req_hashes)
         if stored is None:
             spool.seek(0)
             text = json.dumps(produce(spool), separators=(",", ":"))
             with rt.db.begin() as session:
                 # A concurrent retry with the same key may have finished first: its answer wins.
-                stored = idempotency.replay(session, principal.id, key, req_hashes)
+                stored = idempotency.replay(session, principal.id, keys, req_hashes)
                 if stored is None:
-                    idempotency.store(session, principal.id, key, req_hashes[0], 200, text)
+                    idempotency.store(session, principal.id, keys[0], req_hashes[0], 200, text)
                     return Response(text, status=200, mimetype="application/json")
     status, text = stored
     return Response(

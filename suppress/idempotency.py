@@ -19,6 +19,7 @@ MAX_KEY = 255
 
 
 PURPOSE = "idempotency-fingerprint"
+KEY_PURPOSE = "idempotency-key"
 
 
 class Fingerprinter:
@@ -64,12 +65,31 @@ def validate_key(key: str) -> str:
     return key
 
 
+def stored_keys(ring: KeyRing, key: str) -> list[str]:
+    """How a key is kept: keyed hashes (active pepper first), never the key as given.
+
+    A caller may put anything in a key, an address in some encoding included; kept keyed,
+    it is useless to whoever reads the database.
+    """
+    return [
+        hmac.new(derived, key.encode(), hashlib.sha256).hexdigest()
+        for _, derived in ring.derived_keys(KEY_PURPOSE)
+    ]
+
+
 def replay(
-    session: Session, api_key_id: int, key: str, req_hashes: Sequence[str]
+    session: Session, api_key_id: int, keys: Sequence[str], req_hashes: Sequence[str]
 ) -> tuple[int, str] | None:
-    """The stored (status, body) for this key, None if new; 422 if reused for another request."""
+    """The stored (status, body) for this key, None if new; 422 if reused for another request.
+
+    keys and req_hashes are the stored forms under every pepper (stored_keys, fingerprints).
+    """
     audit.lock(session)  # two concurrent retries must not both miss and both act
-    row = session.get(IdempotencyKey, (key, api_key_id))
+    row = None
+    for key in keys:
+        row = session.get(IdempotencyKey, (key, api_key_id))
+        if row is not None:
+            break
     if row is None:
         return None
     if not any(hmac.compare_digest(row.request_hash, h) for h in req_hashes):

@@ -68,7 +68,8 @@ def init_app(
         enabled=bool(settings.get("enabled", True)),
     )
     limiter.shared_limit(_validated(settings, "pages"), scope="pages")(pages)
-    limiter.limit(_validated(settings, "api"), key_func=api_identity)(api)
+    # One budget across every /v1 route (not one per route), as for the pages.
+    limiter.shared_limit(_validated(settings, "api"), scope="api", key_func=api_identity)(api)
 
     @app.after_request
     def retry_after(response: Response) -> Response:

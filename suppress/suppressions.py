@@ -543,6 +543,8 @@ def remove(
 ) -> int:
     """Lift a suppression (every key's row) given a reason and evidence; NotFound if none."""
     audit.lock(session)
+    # "None found" is only true when every row could be matched.
+    require_peppers(session, {d.key_id for d in target.digests})
     rows = session.scalars(
         select(Suppression).where(
             Suppression.digest.in_([d.value for d in target.digests]),

@@ -301,9 +301,13 @@ def test_stream_counts_overlong_lines_and_fields_as_invalid_lines(
 ) -> None:
     columns = b"a@example.se," + b"n" * (bulk.MAX_LINE - 13)  # a long row that still fits
     body = (
-        columns + b"\n"
-        + b"x" * (1 << 20) + b"\n"
-        + b'"' + b"y" * 200_000 + b'",z@example.se\n'  # a field over the csv module's limit
+        columns
+        + b"\n"
+        + b"x" * (1 << 20)
+        + b"\n"
+        + b'"'
+        + b"y" * 200_000
+        + b'",z@example.se\n'  # a field over the csv module's limit
         + b"b@example.se\n"
     )
     response = stream(client, seeded["mailer"], body, ctype="text/csv")
@@ -479,10 +483,13 @@ def test_import_numbers_overlong_lines_and_fields_as_one_invalid_line_each(
 ) -> None:
     body = (
         b"a@example.se\n"
-        + b"x" * (3 << 20) + b"\n"  # line 2
+        + b"x" * (3 << 20)
+        + b"\n"  # line 2
         + b"b@example.se,Bo\n"
         + b"nonsense\n"
-        + b'"' + b"y" * 200_000 + b'",c@example.se\r\n'  # line 5
+        + b'"'
+        + b"y" * 200_000
+        + b'",c@example.se\r\n'  # line 5
         + b"d@example.se"
     )
     response = post_import(client, tokens["recorder"], body)

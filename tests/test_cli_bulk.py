@@ -131,8 +131,11 @@ def test_import_and_filter_of_a_file_count_overlong_lines_as_one_invalid_line_ea
     hostile = tmp_path / "hostile.csv"
     hostile.write_bytes(
         b"a@example.se,Anna\n"
-        + b"x" * (2 * bulk.READ_CHUNK + 7) + b"\n"  # line 2: longer than a line may be
-        + b'"' + b"y" * 200_000 + b'",z@example.se\n'  # line 3: a field over csv's limit
+        + b"x" * (2 * bulk.READ_CHUNK + 7)
+        + b"\n"  # line 2: longer than a line may be
+        + b'"'
+        + b"y" * 200_000
+        + b'",z@example.se\n'  # line 3: a field over csv's limit
         + b"nonsense\n"
         + b"b@example.se,Bo\n"
     )

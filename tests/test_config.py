@@ -73,9 +73,7 @@ def test_short_token_secrets_fail_fast(tmp_path: Path, secrets: str, which: str)
         config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_TOKEN_SECRETS=secrets))
     message = info.value.message
     assert message == f"{which} is too short: at least 32 characters are required"
-    assert "\n" not in message and not any(
-        part.strip() in message for part in secrets.split(",")
-    )
+    assert "\n" not in message and not any(part.strip() in message for part in secrets.split(","))
 
 
 def test_short_token_secrets_in_the_secrets_file_fail_fast_too(tmp_path: Path) -> None:

@@ -137,8 +137,11 @@ def test_cli_filter_over_http_counts_an_overlong_line_as_one_invalid_line(
     listing = tmp_path / "hostile.csv"
     listing.write_bytes(
         b"a@example.se,Anna\n"
-        + b"x" * (8 << 20) + b"\n"  # read locally by the same line reader, sent as one line
-        + b'"' + b"y" * 200_000 + b'",z@example.se\n'
+        + b"x" * (8 << 20)
+        + b"\n"  # read locally by the same line reader, sent as one line
+        + b'"'
+        + b"y" * 200_000
+        + b'",z@example.se\n'
         + b"b@example.se,Bo\n"
     )
     result = live_server.cli(

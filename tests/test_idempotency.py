@@ -102,10 +102,27 @@ def test_the_hourly_job_purges_records_older_than_the_window(
         assert response.status_code in (200, 201)
     hours = rt.config.idempotency_hours
     with rt.db.begin() as session:
-        old = session.get(IdempotencyKey, ("old-1", rows(rt)[0].api_key_id))
+        stored_old = idempotency.stored_keys(rt.ring, "old-1")[0]
+        old = session.get(IdempotencyKey, (stored_old, rows(rt)[0].api_key_id))
         assert old is not None
         old.created_at = audit.utcnow() - timedelta(hours=hours, minutes=1)
     outcome = scheduler.run_manual(rt, "expire")
     assert outcome.status == "ok"
     assert outcome.run is not None and outcome.run["summary"]["idempotency_purged"] == 1
-    assert [r.key for r in rows(rt)] == ["new-1"]
+    assert [r.key for r in rows(rt)] == idempotency.stored_keys(rt.ring, "new-1")[:1]
+
+
+@pytest.mark.parametrize(
+    "key", ["leakcheck.idem%40example.se", "leakcheck.idem at example.se", "leakcheck.idem"]
+)
+def test_keys_are_kept_only_keyed_whatever_they_hold(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime, key: str
+) -> None:
+    headers = {**bearer(tokens["recorder"]), "Idempotency-Key": key}
+    first = client.post("/v1/suppressions", json=BODY, headers=headers)
+    again = client.post("/v1/suppressions", json=BODY, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    (row,) = rows(rt)
+    assert "leakcheck" not in row.key and len(row.key) == 64
+    assert row.key == idempotency.stored_keys(rt.ring, key)[0]

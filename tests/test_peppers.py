@@ -291,3 +291,27 @@ def test_a_row_written_under_another_instances_pepper_stops_the_next_check(
         mine.check(PEOPLE[0])
     with pytest.raises(PepperMissing):
         mine.check(PEOPLE[1])
+
+
+def test_lookup_and_removal_refuse_while_a_pepper_is_missing(
+    instances: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suppress_people(instances(OLD_PEPPER))
+    dropped = instances(TEST_PEPPER)
+    from suppress import apikeys
+    from suppress.models import Role
+
+    with dropped.rt.db.begin() as session:
+        _key, token = apikeys.create(session, "dpo", Role.admin, actor="test")
+    with dropped.app.test_client() as client:
+        # "Nothing kept" or "none found" would be untrue: the rows are there, unmatchable.
+        found = client.post("/v1/lookup", json={"email": PEOPLE[0]}, headers=bearer(token))
+        assert found.status_code == 503 and found.get_json()["error"]["code"] == "pepper_missing"
+        removed = client.delete(
+            "/v1/suppressions",
+            json={"email": PEOPLE[0], "list": "news", "reason": "resubscribed", "evidence": "f1"},
+            headers=bearer(token),
+        )
+        assert removed.status_code == 503
+    shown = dropped.cli(monkeypatch, "lookup", PEOPLE[0])
+    assert shown.exit_code == 2 and "pepper_missing" in shown.stderr

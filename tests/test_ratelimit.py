@@ -140,6 +140,16 @@ def test_tokens_that_do_not_authenticate_share_the_client_address_budget(small: 
     assert client.post("/v1/check", json=body, headers=bearer(good)).status_code == 200
 
 
+def test_one_budget_spans_every_api_route(small: Flask) -> None:
+    client = small.test_client()
+    body = {"email": "a@example.se", "list": "news"}
+    assert client.post("/v1/check", json=body, headers=made_up()).status_code == 401
+    assert client.post("/v1/check", json=body, headers=made_up()).status_code == 401
+    # The address's budget is spent: another route must not open a fresh one.
+    for method, path in (("get", "/v1/audit"), ("post", "/v1/lookup"), ("get", "/v1/jobs")):
+        assert getattr(client, method)(path, headers=made_up()).status_code == 429, path
+
+
 def test_a_flood_of_made_up_tokens_is_limited(db_url: str, tmp_path: Path) -> None:
     app = limited_app(db_url, tmp_path, api="10 per minute")
     client = app.test_client()

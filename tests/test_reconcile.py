@@ -361,9 +361,7 @@ def test_reconcile_runs_audits_after_sources_and_lists_report_paths(
     assert summary["reasons"] == {"unsubscribe": 4, "complaint": 1, "manual": 1}
 
 
-def test_a_new_reports_folder_and_instance_folder_are_private(
-    rt: Runtime, tmp_path: Path
-) -> None:
+def test_a_new_reports_folder_and_instance_folder_are_private(rt: Runtime, tmp_path: Path) -> None:
     import os
     import stat
 

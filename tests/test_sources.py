@@ -248,9 +248,7 @@ def test_a_field_over_the_csv_limit_skips_its_row_only() -> None:
     import csv
 
     huge = b'"' + b"n" * (csv.field_size_limit() + 1) + b'"'
-    data = (
-        b"email,created\na@example.se,1\nb@example.se," + huge + b"\nc@example.se,3\n"
-    )
+    data = b"email,created\na@example.se,1\nb@example.se," + huge + b"\nc@example.se,3\n"
     parsed = parse("sendgrid", "unsubscribes.csv", data)
     assert [e.address for e in parsed.entries] == ["a@example.se", "c@example.se"]
     assert [p.line for p in parsed.problems] == [3]
@@ -276,7 +274,9 @@ def test_json_nested_too_deep_is_refused_without_a_recursion_error(fmt: str, nam
 def test_jsonl_line_nested_too_deep_is_skipped_with_its_line() -> None:
     data = (
         b'{"EmailAddress": "a@example.se", "Reason": "BOUNCE"}\n'
-        + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"\n"
         + b'{"EmailAddress": "c@example.se", "Reason": "COMPLAINT"}\n'
     )
     parsed = parse("ses", "import.jsonl", data)
