@@ -42,7 +42,7 @@ def first_format_token(email: str = ADDRESS, list_name: str = "news") -> str:
     payload = json.dumps(
         [b64(RING.address(normalize(email))), "t1", list_name], separators=(",", ":")
     )
-    return Signer(["old-secret", "new-secret"], salt=SALT).sign(b64(payload.encode())).decode()
+    return Signer([OLD_SECRET, NEW_SECRET], salt=SALT).sign(b64(payload.encode())).decode()
 
 
 def payload_text(token: str) -> str:
