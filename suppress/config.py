@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 from . import files
 from .errors import ConfigError
 
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+# Defaults ship inside the package (config/default.toml is the documented copy; a test keeps
+# the two identical), so an installed wheel runs with no source tree around.
+DEFAULT_FILE = Path(__file__).resolve().parent / "default.toml"
 KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 # Token secrets sign unsubscribe links that never expire: a guessable one would let anyone
 # forge opt-outs. 32 characters of a random secret (token_urlsafe(32) makes 43) resist that.

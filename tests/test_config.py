@@ -218,3 +218,9 @@ def test_environment_wins_over_secrets_file(tmp_path: Path) -> None:
     config.generate_secrets(tmp_path / "secrets.toml")
     cfg = config.load({"instance_dir": str(tmp_path)}, env=env())
     assert cfg.peppers[0][0] == "t1"
+
+
+def test_packaged_defaults_are_the_documented_copy() -> None:
+    documented = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+    assert config.DEFAULT_FILE.parent == Path(config.__file__).resolve().parent
+    assert config.DEFAULT_FILE.read_bytes() == documented.read_bytes()
