@@ -26,4 +26,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
     web.init_app(app)
     metrics.init_app(app)
+    if rt.config.proxy_hops:
+        # Behind N trusted proxies: client address and scheme from the last N forwarded
+        # entries (DESIGN §13). Host and prefix are not taken from headers: links use base_url.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = rt.config.proxy_hops
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0
+        )
     return app

@@ -45,6 +45,7 @@ class Config:
     server: dict[str, Any]
     max_json_bytes: int
     idempotency_hours: int
+    proxy_hops: int  # trusted reverse proxies in front (DESIGN §13); 0: forwarded headers ignored
     raw: dict[str, Any] = field(repr=False)
 
     def section(self, name: str) -> dict[str, Any]:
@@ -92,6 +93,11 @@ def _coerce(name: str, text: str, default: Any) -> Any:
     return text
 
 
+# Short environment names the contract gives to settings inside a section (DESIGN §13);
+# the long SUPPRESS_SECTION_KEY spelling works too, and the short one wins.
+ENV_ALIASES = {"SUPPRESS_PROXY_HOPS": ("server", "proxy_hops")}
+
+
 def _apply_env(settings: dict[str, Any], env: dict[str, str]) -> None:
     for key, value in list(settings.items()):
         if isinstance(value, dict):
@@ -103,6 +109,9 @@ def _apply_env(settings: dict[str, Any], env: dict[str, str]) -> None:
             name = f"SUPPRESS_{key}".upper()
             if name in env and not isinstance(value, list):
                 settings[key] = _coerce(name, env[name], value)
+    for name, (section, key) in ENV_ALIASES.items():
+        if name in env and isinstance(settings.get(section), dict):
+            settings[section][key] = _coerce(name, env[name], settings[section].get(key, 0))
 
 
 def parse_peppers(text: str) -> tuple[tuple[str, bytes], ...]:
@@ -205,6 +214,11 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     base_url = str(settings.get("base_url", "")).rstrip("/")
     one_click = _one_click(base_url, bool(settings["unsubscribe"]["allow_insecure_base_url"]))
     api = settings["api"]
+    proxy_hops = settings["server"].get("proxy_hops", 0)
+    if isinstance(proxy_hops, bool) or not isinstance(proxy_hops, int) or not 0 <= proxy_hops <= 10:
+        raise ConfigError(
+            f"[server] proxy_hops must be the number of trusted proxies (0-10), not {proxy_hops!r}"
+        )
     return Config(
         database_url=url,
         sqlite_busy_timeout_ms=int(database["sqlite_busy_timeout_ms"]),
@@ -218,6 +232,7 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
         server=dict(settings["server"]),
         max_json_bytes=int(api["max_json_bytes"]),
         idempotency_hours=int(api["idempotency_hours"]),
+        proxy_hops=proxy_hops,
         raw=settings,
     )
 

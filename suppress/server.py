@@ -83,6 +83,10 @@ def run(*, host: str, port: int, workers: int, timeout: int) -> None:
             "access_log_format": ACCESS_LOG_FORMAT,
             "errorlog": "-",
             "worker_tmp_dir": "/dev/shm",
+            # Forwarded headers are the app's business alone ([server] proxy_hops): gunicorn
+            # would otherwise take X-Forwarded-Proto from any local peer, even with 0 hops.
+            "forwarded_allow_ips": "",
+            "secure_scheme_headers": {},
             "proc_name": "suppress",
             # One control socket path per user would be shared by every instance on a host.
             "control_socket_disable": True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -28,6 +28,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# Browsers that reached the service over https keep to https for a year.
+HSTS = "max-age=31536000"
 
 
 def _render(code: str, message: str, status: int) -> tuple[Response, int]:
@@ -67,4 +69,8 @@ def init_app(app: Flask) -> None:
     def headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.is_secure:
+            # Only over https as the server sees it: directly, or from a trusted proxy's
+            # X-Forwarded-Proto ([server] proxy_hops). Never on plain http, where it is ignored.
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,18 @@ OLD_PEPPER = "t0:" + base64.b64encode(b"an-older-pepper-for-tests-000000").decod
 TOKEN_SECRET = "token-secret-for-tests-0123456789abcdef"
 POSTGRES_URL = os.environ.get("SUPPRESS_TEST_POSTGRES_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The Python whose installed `suppress` the end-to-end tests start as subprocesses. CI builds
+# the wheel, installs it into a venv of its own and names that venv's python here, so those
+# tests run what an operator installs, not this work tree. Locally it defaults to this Python.
+INSTALLED_PYTHON = os.environ.get("SUPPRESS_TEST_PYTHON") or sys.executable
+SUPPRESS = [INSTALLED_PYTHON, "-m", "suppress.cli"]
+
+
+def outside_tree(tmp_path: Path) -> Path:
+    """An empty working directory for subprocesses: nothing of the work tree to import."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir(exist_ok=True)
+    return cwd
 
 
 def postgres_or_skip() -> str:
@@ -145,9 +158,9 @@ class LiveServer:
         extra_env: dict[str, str] | None = None,
     ):
         import subprocess
-        import sys
 
         self.port = free_port()
+        self.cwd = outside_tree(tmp_path)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
         self.env = {
@@ -163,8 +176,9 @@ class LiveServer:
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         subprocess.run(
-            [sys.executable, "-m", "suppress.cli", "db", "upgrade"],
+            [*SUPPRESS, "db", "upgrade"],
             env=self.env,
+            cwd=self.cwd,
             check=True,
             capture_output=True,
         )
@@ -173,14 +187,11 @@ class LiveServer:
     def start(self) -> None:
         """Start (or restart) the server and wait until it is ready."""
         import subprocess
-        import sys
 
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "suppress.cli",
+                *SUPPRESS,
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -190,6 +201,7 @@ class LiveServer:
                 str(self.workers),
             ],
             env=self.env,
+            cwd=self.cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so kill() takes the workers too
@@ -211,11 +223,11 @@ class LiveServer:
     def cli(self, *args: str) -> Any:
         """Run a `suppress` CLI command against the same database."""
         import subprocess
-        import sys
 
         return subprocess.run(
-            [sys.executable, "-m", "suppress.cli", *args],
+            [*SUPPRESS, *args],
             env=self.env,
+            cwd=self.cwd,
             capture_output=True,
             text=True,
             timeout=120,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import requests
 
 from suppress.client import Client, ClientError
 
-from .conftest import TEST_PEPPER, LiveServer
+from .conftest import SUPPRESS, TEST_PEPPER, LiveServer, outside_tree
 from .test_peppers import THIRD_PEPPER
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +58,8 @@ def test_an_instance_without_a_pepper_stops_answering_when_another_writes_under_
         recipients = tmp_path / "recipients.txt"
         recipients.write_text(f"nobody@example.se\n{email}\n")
         over_http = subprocess.run(
-            [sys.executable, "-m", "suppress.cli", "filter", "--list", "news", str(recipients)],
+            [*SUPPRESS, "filter", "--list", "news", str(recipients)],
+            cwd=outside_tree(tmp_path),
             env={
                 **lacking.env,
                 "SUPPRESS_URL": lacking.url,

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from suppress import addresses, audit, suppressions
 from suppress.models import AuditEvent, JobRun, ReconcileFile
 from suppress.runtime import Runtime
 
-from .conftest import TEST_PEPPER, TOKEN_SECRET, settings
+from .conftest import SUPPRESS, TEST_PEPPER, TOKEN_SECRET, outside_tree, settings
 
 pytestmark = pytest.mark.e2e
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -51,7 +50,8 @@ class Processes:
         log = self.tmp_path / f"scheduler-{len(self.procs)}.log"
         with log.open("wb") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "suppress.cli", "scheduler"],
+                [*SUPPRESS, "scheduler"],
+                cwd=outside_tree(self.tmp_path),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -64,8 +64,9 @@ class Processes:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "suppress.cli", *args],
+            [*SUPPRESS, *args],
             env=self.env,
+            cwd=outside_tree(self.tmp_path),
             capture_output=True,
             text=True,
             timeout=120,
