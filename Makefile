@@ -5,27 +5,44 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install clean translations screenshots
+# The wheel the end-to-end tests run, installed into a venv of its own (never the work tree).
+WHEEL_VENV ?= .venv-wheel
 
-$(BIN)/suppress: pyproject.toml
+.PHONY: run test lint install install-test wheel clean translations screenshots
+
+# The runtime alone: what `make run` needs.
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+# The test tools on top (pytest, hypothesis, ruff, mypy, playwright, schemathesis).
+$(VENV)/.test: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-install: $(BIN)/suppress
+install: $(VENV)/.runtime
+install-test: $(VENV)/.test
+
+# Build the wheel from this tree and install it, with its dependencies, into a fresh venv.
+wheel: $(VENV)/.runtime
+	rm -rf dist $(WHEEL_VENV)
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install --quiet dist/suppress-*.whl
 
 # First run: secrets (0600) in instance/, schema, first admin key (printed once); then serve.
 run: install
 	$(BIN)/suppress init
 	$(BIN)/suppress serve --host $(HOST) --port $(PORT)
 
-test: install
+# Lint, types, then the suite; subprocess tests start the installed wheel's `suppress`.
+test: install-test wheel
 	$(BIN)/ruff check suppress tests
 	$(BIN)/mypy
-	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+	SUPPRESS_TEST_PYTHON=$(abspath $(WHEEL_VENV))/bin/python $(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check suppress tests
 	$(BIN)/mypy
 
@@ -33,7 +50,7 @@ lint: install
 # translate the new entries in suppress/translations/*/LC_MESSAGES/messages.po, run again.
 # The compiled .mo files are committed, so a fresh clone serves pages without a build step;
 # tests/test_translations.py fails when a catalog is stale, incomplete or not compiled.
-translations: install
+translations: install-test
 	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project=suppress \
 		--version=1 --copyright-holder=suppress -o suppress/translations/messages.pot .
 	$(BIN)/pybabel update -i suppress/translations/messages.pot -d suppress/translations \
@@ -41,8 +58,8 @@ translations: install
 	$(BIN)/pybabel compile -d suppress/translations --statistics
 
 # Re-take docs/unsubscribe-*.png with the real-browser test (Debian's /usr/bin/chromium).
-screenshots: install
+screenshots: install-test
 	SUPPRESS_SCREENSHOTS=docs $(BIN)/pytest -q tests/test_browser.py -k sqlite
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(WHEEL_VENV) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
