@@ -27,6 +27,8 @@ from .models import Base
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("suppress.db")
 SQLITE_ROWS_PER_INSERT = 2000
+# The PostgreSQL advisory lock that serializes schema migrations ("SUPPRMIG").
+MIGRATION_LOCK = int.from_bytes(b"SUPPRMIG", "big")
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
@@ -216,6 +218,7 @@ class Database:
             write_engine = self.engine
             if statement_timeout_ms > 0:
                 event.listen(self.engine, "connect", _pg_statement_timeout(statement_timeout_ms))
+        self._write_engine = write_engine
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=write_engine, expire_on_commit=False)
 
@@ -251,7 +254,12 @@ class Database:
     def upgrade(self) -> None:
         """Create or migrate the schema to the newest revision."""
         cfg = self._alembic()
-        with self.engine.begin() as conn:
+        # Every instance and scheduler may migrate as it starts (systemd ExecStartPre), several
+        # at once: one migrates while the others wait, then find the schema current. SQLite
+        # writers take the write lock up front; PostgreSQL takes a transaction advisory lock.
+        with self._write_engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

@@ -27,6 +27,36 @@ def test_upgrade_twice_is_harmless(rt: Runtime) -> None:
     assert rt.db.current_revision() == rt.db.head_revision()
 
 
+def test_instances_starting_together_migrate_one_at_a_time(db_url: str) -> None:
+    """Every unit runs `suppress db upgrade` as it starts; several hosts start at once."""
+    import threading
+
+    databases = [Database(db_url) for _ in range(4)]
+    failures: list[BaseException] = []
+    start = threading.Barrier(len(databases))
+
+    def upgrade(db: Database) -> None:
+        start.wait()
+        try:
+            db.upgrade()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "migrations deadlocked"
+    try:
+        assert failures == []
+        assert databases[0].current_revision() == databases[0].head_revision()
+        assert databases[0].drift() == []
+    finally:
+        for db in databases:
+            db.dispose()
+
+
 def test_sqlite_runs_wal_full_sync_busy_timeout_foreign_keys(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'p.db'}", busy_timeout_ms=1234)
     with db.begin(write=False) as session:
