@@ -156,10 +156,11 @@ class LiveServer:
         peppers: str = TEST_PEPPER,
         workers: int = 2,
         extra_env: dict[str, str] | None = None,
+        port: int | None = None,
     ):
         import subprocess
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.cwd = outside_tree(tmp_path)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
