@@ -82,7 +82,11 @@ def _close() -> None:
 def init() -> None:
     """First-run set-up: secrets file (0600), database schema, first admin key."""
     path = config_module.secrets_path()
-    if config_module.generate_secrets(path):
+    if os.environ.get("SUPPRESS_PEPPERS") and os.environ.get("SUPPRESS_TOKEN_SECRETS"):
+        # Secrets come from the environment (a deployment's secret store): a file of fresh
+        # ones beside them would be a second, unused pepper waiting to be mistaken for the real.
+        click.echo("peppers and token secrets come from the environment; no secrets file", err=True)
+    elif config_module.generate_secrets(path):
         click.echo(f"created secrets file {path} (mode 0600); back it up separately", err=True)
     rt = runtime()
     rt.db.upgrade()

@@ -136,3 +136,23 @@ def test_init_creates_a_private_instance_folder_whatever_the_umask(tmp_path: Pat
     assert modes.pop("secrets.toml") == 0o600
     assert modes.pop("suppress.db") == 0o600
     assert set(modes.values()) <= {0o600}  # -wal and -shm, if SQLite left them
+
+
+def test_init_writes_no_secrets_file_when_the_environment_holds_the_secrets(
+    tmp_path: Path,
+) -> None:
+    from .conftest import TEST_PEPPER, TOKEN_SECRET
+
+    instance = tmp_path / "instance"
+    env: dict[str, str | None] = {
+        "SUPPRESS_INSTANCE_DIR": str(instance),
+        "SUPPRESS_DATABASE_URL": None,
+        "SUPPRESS_PEPPERS": TEST_PEPPER,
+        "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET,
+        "SUPPRESS_CONFIG": None,
+    }
+    result = CliRunner().invoke(main, ["init"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "come from the environment" in result.stderr
+    assert not (instance / "secrets.toml").exists()
+    assert (instance / "suppress.db").exists()

@@ -111,9 +111,7 @@ def test_a_bad_proxy_hops_is_refused_at_start(tmp_path: Path, bad: str) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("hops", [0, 1])
-def test_the_real_server_trusts_forwarded_headers_only_with_hops(
-    tmp_path: Path, hops: int
-) -> None:
+def test_the_real_server_trusts_forwarded_headers_only_with_hops(tmp_path: Path, hops: int) -> None:
     """gunicorn itself must not take X-Forwarded-Proto from a local peer when hops is 0."""
     server = LiveServer(
         f"sqlite:///{tmp_path / 'suppress.db'}",
