@@ -3,7 +3,8 @@
 For each size: a fresh schema loaded with that many address suppressions (the recipients'
 own plus random digests), then its on-disk size (table, each index, B-tree depth), single
 checks through `suppress serve` beside the minimal app (wrk), and a bulk filter of the
-recipients through `POST /v1/filter`.
+recipients through `POST /v1/filter`; and pgbench running the check's index lookup alone
+(random digests, no Python in the way): what the database itself could answer.
 
     apt-get install -y wrk
     .venv/bin/python -m bench.scale --postgres postgresql+psycopg://postgres@127.0.0.1/test
@@ -14,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -49,8 +52,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--max-seconds", type=int, default=3600, help="bound on the whole run")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    for tool, package in (("wrk", "wrk"), ("pgbench", "postgresql-client")):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed (apt-get install -y {package})")
     if not args.postgres:
         raise SystemExit("--postgres URL (or SUPPRESS_BENCH_POSTGRES_URL) is required")
 
@@ -114,6 +118,53 @@ def sizes(url: str) -> dict[str, Any]:
     return out
 
 
+# The check's query shape: one digest against the (digest, kind, list) unique index. The
+# random digest is an uncorrelated subquery, evaluated once (a volatile expression in the
+# WHERE clause itself would be evaluated per row, and the index could not be used).
+LOOKUP_SQL = """\
+SELECT reason FROM suppression
+ WHERE digest = (SELECT decode(md5(random()::text) || md5(random()::text), 'hex'))
+   AND kind = 'address' AND list IN ('news', 'global') LIMIT 1;
+"""
+
+
+def pgbench_lookup(url: str, seconds: int) -> dict[str, Any]:
+    """Index lookups per second by the database alone: pgbench, 2 clients, random digests."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    schema = re.search(r"search_path%3D(\w+)", url)
+    env = {
+        **os.environ,
+        "PGHOST": parsed.host or "127.0.0.1",
+        "PGPORT": str(parsed.port or 5432),
+        "PGUSER": parsed.username or "postgres",
+        "PGDATABASE": parsed.database or "postgres",
+        "PGOPTIONS": f"-csearch_path={schema[1]}" if schema else "",
+    }
+    if parsed.password:
+        env["PGPASSWORD"] = parsed.password
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write(LOOKUP_SQL)
+        script.flush()
+        done = subprocess.run(
+            ["pgbench", "-n", "-M", "prepared", "-c", "2", "-j", "2", "-T", str(seconds)]
+            + ["-f", script.name],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        )
+    tps = re.search(r"tps = ([\d.]+)", done.stdout)
+    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
+    return {
+        "lookups_per_s": round(float(tps[1])) if tps else None,
+        "latency_avg_ms": float(latency[1]) if latency else None,
+        "conditions": load_conditions(),
+    }
+
+
 def run_one(
     args: argparse.Namespace,
     workdir: Path,
@@ -130,6 +181,9 @@ def run_one(
         rt.db.dispose()
         out["size"] = sizes(url)
         log(f"{len(rows):,} rows: {out['size']}")
+
+        out["pgbench_lookup"] = pgbench_lookup(url, args.seconds)
+        log(f"pgbench lookup: {out['pgbench_lookup']}")
 
         bodies = ",".join(json.dumps(json.dumps({"email": e, "list": "news"})) for e in sample)
         script = workdir / "check.lua"
