@@ -81,10 +81,11 @@ def _coerce(name: str, text: str, default: Any) -> Any:
             return False
         raise ConfigError(f"{name} must be true or false, not {text!r}")
     if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, not {text!r}") from None
+        # Plain ASCII digits only: int() would also take "1_0", "+1", " 2 " and other scripts'
+        # digits, and a proxy count of 10 read from "1_0" lets clients choose their address.
+        if not re.fullmatch(r"-?[0-9]{1,18}", text):
+            raise ConfigError(f"{name} must be an integer, not {text!r}")
+        return int(text)
     if isinstance(default, float):
         try:
             return float(text)

@@ -16,6 +16,10 @@ from gunicorn.glogging import Logger
 # access logs are read by many and kept long, so the token never reaches them.
 TOKEN_PATH = re.compile(r"/u/[^/?#\s\"]+")
 REDACTED = "/u/[token]"
+# Addresses travel in bodies, never in URLs; a client that puts one in a query string anyway
+# (a refused request) must not get it into the access log: anything around an @ goes.
+ADDRESS = re.compile(r"[^\s/?&=;\"]*(?:@|%40)[^\s/?&=;\"]*", re.IGNORECASE)
+REDACTED_ADDRESS = "[redacted]"
 # One JSON object per access-log line, joined to the app's own log lines by request_id.
 ACCESS_LOG_FORMAT = (
     '{"time":"%(t)s","remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s",'
@@ -38,6 +42,8 @@ class RedactingLogger(Logger):  # type: ignore[misc]
             atoms["r"] = f"{environ.get('REQUEST_METHOD')} {path} {environ.get('SERVER_PROTOCOL')}"
             atoms["U"] = REDACTED
         for name, value in list(atoms.items()):
+            if isinstance(value, str) and ("@" in value or "%40" in value.lower()):
+                atoms[name] = value = ADDRESS.sub(REDACTED_ADDRESS, value)
             if isinstance(value, str):  # the access log line is JSON: escape every field
                 atoms[name] = json.dumps(value)[1:-1]
         return atoms

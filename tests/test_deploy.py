@@ -79,6 +79,8 @@ class Nginx:
         site = swap(site, "/etc/ssl/certs/suppress.example.com.pem", str(self.cert))
         site = swap(site, "/etc/ssl/private/suppress.example.com.key", str(key))
         site = swap(site, "/var/log/nginx/suppress.access.log", str(self.access_log), count=2)
+        self.error_log = self.dir / "suppress.error.log"
+        site = swap(site, "/var/log/nginx/suppress.error.log", str(self.error_log), count=2)
         (self.dir / "site.conf").write_text(site)
         temp = {name: self.dir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
         (self.dir / "nginx.conf").write_text(
@@ -192,7 +194,9 @@ def test_nginx_with_the_shipped_site_in_front_of_the_installed_server(tmp_path: 
     )
     proxy: Nginx | None = None
     try:
-        proxy = Nginx(tmp_path, [backend], https_port)
+        # A second upstream where nothing listens (an instance down): nginx passes requests
+        # it could not deliver there on to the live one.
+        proxy = Nginx(tmp_path, [free_port(), backend], https_port)
         client = proxy.session()
         mailer = key(server, "mailer")
 
@@ -226,6 +230,11 @@ def test_nginx_with_the_shipped_site_in_front_of_the_installed_server(tmp_path: 
         other = proxy.session("127.0.0.2")
         assert other.get(link["url"], timeout=10).status_code == 200
 
+        # Other spellings of the page's path are logged without the token as well.
+        third = proxy.session("127.0.0.3")
+        for spelling in (f"//u/{token}", f"/%75/{token}"):
+            third.get(proxy.url + spelling, timeout=10)
+
         # One-click through the proxy (from the other client: its budget is not spent).
         clicked = other.post(link["url"], data={"List-Unsubscribe": "One-Click"}, timeout=10)
         assert clicked.status_code == 200
@@ -236,10 +245,13 @@ def test_nginx_with_the_shipped_site_in_front_of_the_installed_server(tmp_path: 
 
     assert proxy is not None
     remotes = {line["remote"] for line in app_log_lines(server) if "/u/" in line["request"]}
-    assert remotes == {"127.0.0.1", "127.0.0.2"}, "the app logs the client, not the forged entry"
+    assert remotes == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}, "the app logs the clients"
     nginx_log = proxy.access_log.read_text()
     assert "/u/[token] HTTP/" in nginx_log
     assert token not in nginx_log, "the unsubscribe token reached nginx's access log"
+    assert "upstream_status=502, 200" in nginx_log, "the dead instance shows in the access log"
+    for log in proxy.dir.glob("*.log"):
+        assert token not in log.read_text(), f"the unsubscribe token reached {log.name}"
     assert token not in server.log_path.read_text()
 
 
@@ -423,9 +435,14 @@ def test_the_containerfile_is_honest() -> None:
     """No container engine runs in CI; the file's references are checked instead."""
     text = (DEPLOY / "Containerfile").read_text()
     root = DEPLOY.parent
-    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M):
-        for name in source.split():
-            assert (root / name).exists(), f"Containerfile copies {name}, which does not exist"
+    sources = [
+        n for s in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.M) for n in s.split()
+    ]
+    # Built from the local wheel: `make wheel` writes it to dist/, the one thing copied in.
+    assert sources == ["dist/"], sources
+    assert "--wheel-dir dist" in (root / "Makefile").read_text()
+    assert "dist" not in (root / ".containerignore").read_text().split()
+    assert re.search(r"^RUN pip wheel .* /dist/suppress-\*\.whl$", text, flags=re.M)
     stages = re.findall(r"^FROM ", text, flags=re.M)
     assert len(stages) == 2, "multi-stage: a build stage and a runtime stage"
     runtime_stage = text.rsplit("\nFROM ", 1)[1]
@@ -433,3 +450,27 @@ def test_the_containerfile_is_honest() -> None:
     assert "--no-index" in runtime_stage and "gcc" not in runtime_stage
     assert "/readyz" in re.search(r"^HEALTHCHECK .*(?:\n\s+.*)*", runtime_stage, re.M).group(0)
     assert '"suppress", "serve"' in runtime_stage
+    # The scheduler container serves no HTTP: the file says to start it without the check.
+    assert "--no-healthcheck" in text and "suppress scheduler" in text
+
+
+def test_the_environment_template_does_not_start_until_filled_in(tmp_path: Path) -> None:
+    from suppress import config
+    from suppress.errors import ConfigError
+
+    env = {}
+    for line in (DEPLOY / "suppress.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = value
+    assert env["SUPPRESS_PROXY_HOPS"] == "1"
+    assert env["SUPPRESS_BASE_URL"].startswith("https://")
+    env["SUPPRESS_INSTANCE_DIR"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="pepper"):
+        config.load(env=env)
+    env["SUPPRESS_PEPPERS"] = "k1:" + "A" * 44
+    with pytest.raises(ConfigError, match="token secret 1 of 1 is too short"):
+        config.load(env=env)
+    env["SUPPRESS_TOKEN_SECRETS"] = "x" * 43
+    loaded = config.load(env=env)
+    assert loaded.proxy_hops == 1 and loaded.server["host"] == "127.0.0.1"

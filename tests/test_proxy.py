@@ -102,7 +102,7 @@ def test_proxy_hops_from_the_environment(tmp_path: Path) -> None:
     assert config.load(env=both).proxy_hops == 3  # the contract's name wins
 
 
-@pytest.mark.parametrize("bad", ["-1", "11", "two", "1.5", ""])
+@pytest.mark.parametrize("bad", ["-1", "11", "two", "1.5", "", "1_0", "+1", " 2 ", "\u0663", "0x1"])
 def test_a_bad_proxy_hops_is_refused_at_start(tmp_path: Path, bad: str) -> None:
     env = {**base_env(), "SUPPRESS_INSTANCE_DIR": str(tmp_path), "SUPPRESS_PROXY_HOPS": bad}
     with pytest.raises(ConfigError, match="PROXY_HOPS|proxy_hops"):

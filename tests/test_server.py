@@ -55,6 +55,21 @@ def test_access_log_redacts_tokens(path: str, query: str, raw: str | None) -> No
         assert "?lang=sv" in line
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "list=news&source=leak.check@example.se",
+        "source=leak.check%40example.se&list=news",
+        "source=Leak.Check%40Example.SE",
+    ],
+)
+def test_access_log_drops_addresses_put_in_a_query_string(query: str) -> None:
+    line = access_line("/v1/imports", query)
+    assert "leak.check" not in line.lower() and "example.se" not in line.lower()
+    assert "source=[redacted]" in line
+    assert '"POST /v1/imports?' in line
+
+
 def test_access_log_keeps_other_paths() -> None:
     line = access_line("/v1/check")
     assert '"POST /v1/check HTTP/1.1"' in line
