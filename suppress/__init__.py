@@ -13,6 +13,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
+    # Refuse to serve with other peppers or token secrets than the instances before us.
+    rt.verify_secrets_at_start()
     app = Flask(__name__, instance_path=str(rt.config.instance_dir))
     app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -192,6 +192,11 @@ class KeyRing:
         """
         return [(k, self._digest(k, f"k:{purpose}")) for k in self.key_ids]
 
+    def fingerprints(self) -> list[tuple[str, bytes]]:
+        """HMAC(pepper, "f:pepper-check") per pepper: tells two different peppers under one
+        id apart, and is computed from no address."""
+        return [(k, self._digest(k, "f:pepper-check")) for k in self.key_ids]
+
     def address_digests(self, normalized: str) -> list[Digest]:
         """The address's digest under every key, active first."""
         return [Digest(k, self.address(normalized, k)) for k in self.key_ids]

@@ -54,11 +54,15 @@ def handled(command: F) -> F:
 _runtime: Runtime | None = None
 
 
-def runtime() -> Runtime:
+def runtime(*, verify: bool = True) -> Runtime:
     """Load configuration once per CLI invocation."""
     global _runtime
     if _runtime is None:
-        _runtime = Runtime.load()
+        loaded = Runtime.load()
+        if verify:
+            # A CLI holding other secrets than the service would check and write wrongly.
+            loaded.verify_secrets_at_start()
+        _runtime = loaded
     return _runtime
 
 
@@ -217,6 +221,36 @@ def keys_retire_pepper(key_id: str) -> None:
     with rt.db.begin() as session:
         peppers.retire(session, rt.ring, key_id, actor=actor())
     click.echo(f"no suppression uses pepper {key_id}: remove it from SUPPRESS_PEPPERS now")
+
+
+@keys.command("secrets")
+@handled
+def keys_secrets() -> None:
+    """The peppers and token secrets recorded as in use, and whether this process holds each."""
+    from . import secretchecks
+
+    rt = runtime(verify=False)
+    with rt.db.begin(write=False) as session:
+        rows = secretchecks.listing(session, rt.secrets)
+        found, _ = secretchecks.problems(session, rt.secrets)
+    for row in rows:
+        here = "held here" if row["here"] else "NOT HELD HERE"
+        click.echo(f"{row['kind']}\t{row['id']}\t{row['since']}\t{here}")
+    if found:
+        fail("; ".join(found), code=1)
+
+
+@keys.command("forget-token-secret")
+@click.argument("secret_id")
+@handled
+def keys_forget_token_secret(secret_id: str) -> None:
+    """Stop requiring token secret SECRET_ID (see 'keys secrets'): links it signed stop working."""
+    from . import secretchecks
+
+    rt = runtime(verify=False)
+    with rt.db.begin() as session:
+        secretchecks.forget_token_secret(session, secret_id, rt.secrets, actor=actor())
+    click.echo(f"token secret {secret_id} is no longer required; links it signed are refused")
 
 
 def _target(email: str | None, domain: str | None) -> addresses.Target:

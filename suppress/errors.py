@@ -95,6 +95,13 @@ class PepperMissing(SuppressError):
     status = 503
 
 
+class SecretsMismatch(SuppressError):
+    """This process's peppers or token secrets disagree with the other instances' (503)."""
+
+    code = "secrets_mismatch"
+    status = 503
+
+
 class ConfigError(SuppressError):
     """Configuration is missing or invalid; the process must not start."""
 

@@ -36,6 +36,8 @@ def readyz() -> Any:
         if current == head:
             with db.begin(write=False) as session:
                 missing = peppers.unconfigured(session, rt.ring)
+            # Another instance may have started since with secrets this one lacks.
+            rt.verify_secrets()
     except SuppressError as exc:
         return jsonify({"ready": False, **exc.to_dict()}), 503
     except Exception as exc:  # any failure means "not ready", never a crash page

@@ -196,3 +196,20 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text, comment="the stored JSON response body")
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True, comment="UTC")
+
+
+class SecretCheck(Base):
+    """A keyed fingerprint of each pepper and token-signing secret any process has used.
+
+    HMAC(secret, a fixed label): it tells whether two processes hold the same secret under
+    the same id, and is useless for anything else (it is computed from no address).
+    """
+
+    __tablename__ = "secret_check"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True, comment="pepper or token")
+    key_id: Mapped[str] = mapped_column(
+        String(32), primary_key=True, comment="the pepper id; for a token secret its short id"
+    )
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32), comment="HMAC(secret, label)")
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")

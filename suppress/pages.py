@@ -16,7 +16,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import audit, suppressions
-from .errors import ConfigError, SuppressError
+from .errors import ConfigError, InvalidToken, SecretsMismatch, SuppressError, Unavailable
 from .models import GLOBAL_LIST, Reason
 from .runtime import Runtime
 from .tokens import Claim
@@ -139,17 +139,32 @@ def choice(form: Any, claim: Claim) -> tuple[str, Reason, str] | None:
 # --- routes ---------------------------------------------------------------------------------
 
 
+def verified(rt: Runtime, token: str) -> Claim:
+    """The token's claim; a link this instance cannot verify because it lacks a secret the
+    others sign with is 503 (ask again: another instance or a fixed one will take it), not a
+    400 that would drop the reader's opt-out."""
+    try:
+        return rt.signer.verify(token)
+    except InvalidToken:
+        try:
+            rt.verify_secrets()
+        except SecretsMismatch as exc:
+            log.error("a link could not be verified: %s", exc.message)
+            raise Unavailable("this instance lacks a token secret; nothing was recorded") from None
+        raise
+
+
 @bp.get("/<token>")
 def landing(token: str) -> Any:
     # GET (and HEAD) only ever renders: mail scanners fetch every link they see.
-    claim = _runtime().signer.verify(token)
+    claim = verified(_runtime(), token)
     return page("landing.html", list=claim.list, missing=False)
 
 
 @bp.post("/<token>")
 def unsubscribe(token: str) -> Any:
     rt = _runtime()
-    claim = rt.signer.verify(token)
+    claim = verified(rt, token)
     chosen = choice(request.form, claim)
     if chosen is None:
         return page("landing.html", 400, list=claim.list, missing=True)

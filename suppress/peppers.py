@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from . import audit
 from .addresses import KeyRing
 from .errors import Unprocessable
-from .models import Suppression
+from .models import SecretCheck, Suppression
 
 # Distinct key ids by walking the key_id index (a "loose index scan"): a handful of index
 # probes instead of reading every row, so readiness can ask on every probe.
@@ -106,4 +106,8 @@ def retire(session: Session, ring: KeyRing, key_id: str, *, actor: str) -> None:
             "pepper-status' shows 0 rows for it",
             code="pepper_in_use",
         )
+    # Its fingerprint goes too: the id may one day name a new pepper.
+    session.execute(
+        delete(SecretCheck).where(SecretCheck.kind == "pepper", SecretCheck.key_id == key_id)
+    )
     audit.record(session, "retire_pepper", actor=actor, detail={"key_id": key_id})
