@@ -22,6 +22,7 @@ ERROR_CODES = [
     "rate_limited",
     "unavailable",
     "pepper_missing",
+    "secrets_mismatch",
     "internal_error",
 ]
 LIST_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._:-]{0,63}$"}
@@ -59,8 +60,9 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
         409: "The job is still running elsewhere",
         413: "Body too large, or more items than the route allows",
         422: "Invalid input",
-        503: "Database unavailable, or rows under a pepper this instance lacks "
-        "(pepper_missing): nothing was decided",
+        503: "Database unavailable, rows under a pepper this instance lacks "
+        "(pepper_missing), or secrets that differ from the other instances' "
+        "(secrets_mismatch): nothing was decided",
     }
     out = dict(ok)
     for code in codes:
