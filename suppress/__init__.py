@@ -13,8 +13,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
-    # Refuse to serve with other peppers or token secrets than the instances before us.
-    rt.verify_secrets_at_start()
     app = Flask(__name__, instance_path=str(rt.config.instance_dir))
     app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -37,4 +35,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0
         )
+    # Last, once every setting has been validated: refuse to serve with other peppers or
+    # token secrets than the instances before us (the first database connection).
+    rt.verify_secrets_at_start()
     return app
