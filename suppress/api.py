@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any, TypeVar
@@ -113,6 +114,8 @@ def requires(role: Role) -> Callable[[F], F]:
             rt = runtime()
             principal = caller()
             principal.require(role)
+            # Fail closed while this process's secrets disagree with the recorded ones.
+            rt.secrets_still_agree(time.monotonic())
             now = audit.utcnow()
             if principal.needs_touch(now):
                 try:

@@ -107,8 +107,15 @@ def init() -> None:
 
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default from config: 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default from config: 8000).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default from config).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port (default from config: 8000)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes, 1-64 (default from config).",
+)
 @handled
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the API and pages with gunicorn until SIGTERM."""
@@ -250,7 +257,10 @@ def keys_forget_token_secret(secret_id: str) -> None:
     rt = runtime(verify=False)
     with rt.db.begin() as session:
         secretchecks.forget_token_secret(session, secret_id, rt.secrets, actor=actor())
-    click.echo(f"token secret {secret_id} is no longer required; links it signed are refused")
+    click.echo(
+        f"token secret {secret_id} is no longer required; links it signed are refused by "
+        "every instance that no longer holds it"
+    )
 
 
 def _target(email: str | None, domain: str | None) -> addresses.Target:

@@ -215,6 +215,13 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     base_url = str(settings.get("base_url", "")).rstrip("/")
     one_click = _one_click(base_url, bool(settings["unsubscribe"]["allow_insecure_base_url"]))
     api = settings["api"]
+    for key, low, high in (("port", 1, 65535), ("workers", 1, 64), ("timeout", 1, 86400)):
+        value = settings["server"].get(key)
+        # A worker count from a typo (80000 for 8) would fork until memory runs out.
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(
+                f"[server] {key} must be an integer from {low} to {high}, not {value!r}"
+            )
     proxy_hops = settings["server"].get("proxy_hops", 0)
     if isinstance(proxy_hops, bool) or not isinstance(proxy_hops, int) or not 0 <= proxy_hops <= 10:
         raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,7 @@ def unsubscribe(token: str) -> Any:
     if chosen is None:
         return page("landing.html", 400, list=claim.list, missing=True)
     list_name, reason, source = chosen
+    rt.secrets_still_agree(time.monotonic())
     # Committed before the page is sent: the very next check sees the opt-out.
     with rt.db.begin() as session:
         suppressions.add_by_digest(

@@ -14,6 +14,9 @@ from .errors import ConfigError, SecretsMismatch, Unavailable
 from .secretchecks import Mine
 from .tokens import TokenSigner
 
+# How stale the gate's knowledge of the recorded secrets may be.
+SECRETS_RECHECK_SECONDS = 5.0
+
 
 @dataclass
 class Runtime:
@@ -23,6 +26,8 @@ class Runtime:
     db: Database
     ring: KeyRing
     signer: TokenSigner
+    _secrets_checked_at: float = float("-inf")
+    _secrets_conflict: SecretsMismatch | None = None
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None) -> Runtime:
@@ -49,6 +54,23 @@ class Runtime:
         from . import secretchecks
 
         secretchecks.verify(self.db, self.secrets)
+
+    def secrets_still_agree(self, now: float) -> None:
+        """SecretsMismatch once the recorded secrets disagree with this process's; asked by
+        the gate at most every SECRETS_RECHECK_SECONDS (a conflict created while running,
+        e.g. by an instance started with other peppers before the records existed)."""
+        if now - self._secrets_checked_at < SECRETS_RECHECK_SECONDS:
+            if self._secrets_conflict is not None:
+                raise self._secrets_conflict
+            return
+        try:
+            self.verify_secrets()
+            self._secrets_conflict = None
+        except SecretsMismatch as exc:
+            self._secrets_conflict = exc
+            raise
+        finally:
+            self._secrets_checked_at = now
 
     def verify_secrets_at_start(self) -> None:
         """ConfigError on a mismatch; a database not reachable or migrated yet is /readyz's

@@ -140,9 +140,10 @@ def listing(session: Session, mine: Mine) -> list[dict[str, object]]:
 
 def forget_token_secret(session: Session, key_id: str, mine: Mine, *, actor: str) -> None:
     """Stop requiring a token secret everywhere (a compromised one): its links stop working."""
-    if key_id == mine.signing:
+    if key_id in mine.tokens:
         raise Unprocessable(
-            f"token secret {key_id} signs links here: put a new secret first",
+            f"token secret {key_id} is still in SUPPRESS_TOKEN_SECRETS here: remove it from "
+            "every instance's SUPPRESS_TOKEN_SECRETS first, then forget it",
             code="secret_in_use",
         )
     audit.lock(session)

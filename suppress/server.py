@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 from typing import Any
+from urllib.parse import unquote
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
@@ -27,6 +28,14 @@ ACCESS_LOG_FORMAT = (
 )
 
 
+def _is_page(path: str) -> bool:
+    """Whether a path names an unsubscribe page however it is spelled (//u/, /%75/, /U/):
+    then the whole request line is rebuilt without it."""
+    for _ in range(3):  # percent-encoding, possibly nested
+        path = unquote(path)
+    return re.sub(r"/+", "/", path).lower().startswith("/u/")
+
+
 class RedactingLogger(Logger):  # type: ignore[misc]
     """Gunicorn's logger with unsubscribe tokens cut out of every access-log field."""
 
@@ -35,7 +44,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
         for name, value in atoms.items():
             if isinstance(value, str) and "/u/" in value:
                 atoms[name] = TOKEN_PATH.sub(REDACTED, value)
-        if str(environ.get("PATH_INFO", "")).startswith("/u/"):
+        if _is_page(str(environ.get("PATH_INFO", ""))):
             # The raw request line may spell the path percent-encoded; rebuild it whole.
             query = environ.get("QUERY_STRING")
             path = REDACTED + (f"?{query}" if query else "")

@@ -131,3 +131,20 @@ def test_the_real_server_trusts_forwarded_headers_only_with_hops(tmp_path: Path,
         if line.startswith('{"time"') and '"GET /healthz' in line
     ]
     assert remotes == (["203.0.113.77"] if hops else ["127.0.0.1"])
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("SUPPRESS_SERVER_WORKERS", "0"),
+        ("SUPPRESS_SERVER_WORKERS", "100000"),  # would fork until memory runs out
+        ("SUPPRESS_SERVER_PORT", "70000"),
+        ("SUPPRESS_SERVER_TIMEOUT", "0"),
+    ],
+)
+def test_server_numbers_out_of_range_are_refused_at_start(
+    tmp_path: Path, name: str, bad: str
+) -> None:
+    env = {**base_env(), "SUPPRESS_INSTANCE_DIR": str(tmp_path), name: bad}
+    with pytest.raises(ConfigError, match=name.removeprefix("SUPPRESS_SERVER_").lower()):
+        config.load(env=env)

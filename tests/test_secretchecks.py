@@ -92,6 +92,19 @@ def test_a_late_impostor_makes_readyz_fail(first: Flask, db_url: str, tmp_path: 
     answer = first.test_client().get("/readyz")
     assert answer.status_code == 503
     assert answer.json["error"]["code"] == "secrets_mismatch"
+    # The gate itself refuses too (a proxy that never asks /readyz keeps sending checks).
+    from suppress import apikeys
+    from suppress.models import Role
+
+    with rt.db.begin() as session:
+        token = apikeys.create(session, "mailer", Role.mailer, actor="test")[1]
+    check = first.test_client().post(
+        "/v1/check",
+        json={"email": "someone@example.se", "list": "news"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert check.status_code == 503
+    assert check.json["error"]["code"] == "secrets_mismatch"
 
 
 def test_token_secret_rotation_keeps_every_instance_able_to_honour_every_link(

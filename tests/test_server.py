@@ -44,6 +44,9 @@ def access_line(path: str, query: str = "", raw: str | None = None) -> str:
         (f"/u/{TOKEN}", "lang=sv", None),
         # The same page reached through a percent-encoded spelling of its path.
         (f"/u/{TOKEN}", "", f"/%75/{TOKEN}"),
+        (f"//u/{TOKEN}", "", f"//%75/{TOKEN}"),
+        (f"//u/{TOKEN}", "", f"/%2F%75/{TOKEN}"),
+        (f"/U/{TOKEN}", "", f"/U/{TOKEN}"),
     ],
 )
 def test_access_log_redacts_tokens(path: str, query: str, raw: str | None) -> None:
