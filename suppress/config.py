@@ -215,18 +215,20 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     base_url = str(settings.get("base_url", "")).rstrip("/")
     one_click = _one_click(base_url, bool(settings["unsubscribe"]["allow_insecure_base_url"]))
     api = settings["api"]
-    for key, low, high in (("port", 1, 65535), ("workers", 1, 64), ("timeout", 1, 86400)):
-        value = settings["server"].get(key)
-        # A worker count from a typo (80000 for 8) would fork until memory runs out.
+    # A worker count from a typo (80000 for 8) would fork until memory runs out; one proxy hop
+    # too many lets clients choose their address.
+    server = settings["server"]
+    for key, low, high in (
+        ("port", 1, 65535),
+        ("workers", 1, 64),
+        ("timeout", 1, 86400),
+        ("proxy_hops", 0, 10),
+    ):
+        value = server.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(
                 f"[server] {key} must be an integer from {low} to {high}, not {value!r}"
             )
-    proxy_hops = settings["server"].get("proxy_hops", 0)
-    if isinstance(proxy_hops, bool) or not isinstance(proxy_hops, int) or not 0 <= proxy_hops <= 10:
-        raise ConfigError(
-            f"[server] proxy_hops must be the number of trusted proxies (0-10), not {proxy_hops!r}"
-        )
     return Config(
         database_url=url,
         sqlite_busy_timeout_ms=int(database["sqlite_busy_timeout_ms"]),
@@ -240,7 +242,7 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
         server=dict(settings["server"]),
         max_json_bytes=int(api["max_json_bytes"]),
         idempotency_hours=int(api["idempotency_hours"]),
-        proxy_hops=proxy_hops,
+        proxy_hops=int(server["proxy_hops"]),
         raw=settings,
     )
 
