@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
-    from . import api, health, logs, metrics, pages, ratelimit, web
+    from . import api, contract, health, logs, metrics, pages, ratelimit, web
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
@@ -25,6 +25,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app, rt.config.section("ratelimit"), pages=pages.bp, api=api.bp, api_key=api.rate_limit_key
     )
     web.init_app(app)
+    contract.init_app(app)
     metrics.init_app(app)
     if rt.config.proxy_hops:
         # Behind N trusted proxies: client address and scheme from the last N forwarded

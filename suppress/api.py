@@ -20,30 +20,32 @@ from . import (
     apikeys,
     audit,
     bulk,
+    contract,
     idempotency,
+    jobs,
     jsontext,
     metrics,
     scheduler,
     suppressions,
     tokens,
 )
+from . import contract as c
 from .addresses import Target
 from .apikeys import Principal
-from .errors import InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
+from .contract import Answer, Operation
+from .errors import ErrorCode, InvalidRequest, SuppressError, Unprocessable
 from .models import Role
-from .openapi import spec
 from .runtime import Runtime
 from .suppressions import Verdict
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 log = logging.getLogger("suppress.api")
 F = TypeVar("F", bound=Callable[..., Any])
-MAX_LINKS = 10_000
+MAX_LINKS = contract.MAX_LINKS
 # Big enough for MAX_LINKS addresses of the longest input n1 accepts, quoted and separated.
 MAX_LINKS_BYTES = MAX_LINKS * (addresses.MAX_INPUT + 8) + 64 * 1024
-ONE_CLICK = "List-Unsubscribe=One-Click"
 
-MAX_FILTER_EMAILS = 100_000
+MAX_FILTER_EMAILS = contract.MAX_FILTER_EMAILS
 # The JSON filter's body cap follows from its address limit (every address at the longest
 # input n1 accepts, plus JSON punctuation), instead of the 1 MiB cap of the other routes.
 MAX_FILTER_JSON_BYTES = MAX_FILTER_EMAILS * (addresses.MAX_INPUT + 8) + 65_536
@@ -52,7 +54,6 @@ UNLIMITED = sys.maxsize
 # Allowed lines (filter) and idempotent import bodies stay in memory up to this size, then
 # spill to a temporary file.
 SPOOL_BYTES = 8 << 20
-TEXT_TYPES = ("text/plain", "text/csv")
 # Where a request keeps the outcome of authenticating its token (see caller()).
 CALLER = "suppress.api_caller"
 
@@ -105,37 +106,29 @@ def rate_limit_key() -> str | None:
     return apikeys.hash_token(bearer_token() or "")[:32]
 
 
-def requires(role: Role) -> Callable[[F], F]:
+def authorize(role: Role) -> Principal:
     """Authenticate the bearer token and demand a role; sets g.principal."""
-
-    def wrap(view: F) -> F:
-        @functools.wraps(view)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            rt = runtime()
-            principal = caller()
-            principal.require(role)
-            # Fail closed while this process's secrets disagree with the recorded ones.
-            rt.secrets_still_agree(time.monotonic())
-            now = audit.utcnow()
-            if principal.needs_touch(now):
-                try:
-                    with rt.db.begin() as session:
-                        apikeys.touch(session, principal)
-                except SuppressError as exc:  # bookkeeping only: never fail a check over it
-                    log.warning("could not record API key use: %s", exc.message)
-            g.principal = principal
-            return view(*args, **kwargs)
-
-        return inner  # type: ignore[return-value]
-
-    return wrap
+    rt = runtime()
+    principal = caller()
+    principal.require(role)
+    # Fail closed while this process's secrets disagree with the recorded ones.
+    rt.secrets_still_agree(time.monotonic())
+    now = audit.utcnow()
+    if principal.needs_touch(now):
+        try:
+            with rt.db.begin() as session:
+                apikeys.touch(session, principal)
+        except SuppressError as exc:  # bookkeeping only: never fail a check over it
+            log.warning("could not record API key use: %s", exc.message)
+    g.principal = principal
+    return principal
 
 
 # --- binding ------------------------------------------------------------------------------
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object, or InvalidRequest for anything else (deep nesting too)."""
+def json_body() -> Any:
+    """The request's JSON value, or InvalidRequest (not JSON, too deeply nested)."""
     if not request.is_json:
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
     try:
@@ -145,28 +138,8 @@ def json_body() -> dict[str, Any]:
             f"the JSON body nests deeper than {jsontext.MAX_DEPTH} levels"
         ) from None
     except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object")
+        raise InvalidRequest("the body is not valid JSON") from None
     return data
-
-
-def text_field(data: dict[str, Any], name: str) -> str:
-    """A required string field."""
-    value = data.get(name)
-    if not isinstance(value, str):
-        raise InvalidRequest(f"field {name!r} is required and must be a string")
-    return value
-
-
-def target_from(data: dict[str, Any]) -> Target:
-    """Exactly one of "email" or "domain", as digests."""
-    ring = runtime().ring
-    if ("email" in data) == ("domain" in data):
-        raise InvalidRequest("give exactly one of 'email' or 'domain'")
-    if "email" in data:
-        return addresses.address_target(ring, text_field(data, "email"))
-    return addresses.domain_target(ring, text_field(data, "domain"))
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -179,34 +152,13 @@ def parse_time(value: Any, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Unprocessable(
-            f"{name} is not an ISO 8601 timestamp", code="invalid_request"
+            f"{name} is not an ISO 8601 timestamp", code=ErrorCode.invalid_request
         ) from None
     if parsed.tzinfo is None:
-        raise Unprocessable(f"{name} must include a time zone (e.g. Z)", code="invalid_request")
+        raise Unprocessable(
+            f"{name} must include a time zone (e.g. Z)", code=ErrorCode.invalid_request
+        )
     return audit.naive_utc(parsed)
-
-
-def email_list(data: dict[str, Any], limit: int) -> list[str]:
-    """The "emails" field: a list of at most `limit` strings."""
-    emails = data.get("emails")
-    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
-        raise InvalidRequest("field 'emails' is required and must be a list of strings")
-    if len(emails) > limit:
-        raise PayloadTooLarge(f"at most {limit:,} addresses per request; split the batch")
-    return emails
-
-
-MAX_ID = 2**63 - 1
-
-
-def int_arg(name: str, default: int, *, minimum: int = 0) -> int:
-    """An integer query parameter in [minimum, 2**63 - 1]."""
-    value = request.args.get(name)
-    if value is None:
-        return default
-    if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= MAX_ID:
-        raise InvalidRequest(f"{name} must be an integer from {minimum} to {MAX_ID}")
-    return int(value)
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -260,10 +212,10 @@ def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response
 
 def text_body_mode() -> bool:
     """True for a text/csv body (first column), False for text/plain; 415 for anything else."""
-    if request.mimetype not in TEXT_TYPES:
+    if request.mimetype not in contract.TEXT_TYPES:
         raise SuppressError(
             "send the addresses as text/plain or text/csv, one per line",
-            code="unsupported_media_type",
+            code=ErrorCode.unsupported_media_type,
             status=415,
         )
     request.max_content_length = UNLIMITED
@@ -355,49 +307,116 @@ def link_headers(url: str) -> dict[str, str]:
     headers = {"List-Unsubscribe": f"<{url}>"}
     # RFC 8058 §3.1: one-click needs an HTTPS URI (plain http only on loopback, for tests).
     if runtime().config.one_click:
-        headers["List-Unsubscribe-Post"] = ONE_CLICK
+        headers["List-Unsubscribe-Post"] = contract.ONE_CLICK
     return headers
 
 
 # --- routes ---------------------------------------------------------------------------------
 
 
-@bp.get("/openapi.json")
+def endpoint(method: str, rule: str, op: Operation) -> Callable[[F], F]:
+    """Register a /v1 route with its Operation: authenticate, bind query and body, call.
+
+    The view receives `query` and `body` as the Operation's models (body None for a text
+    body); the API document is generated from the same Operation.
+    """
+
+    def wrap(view: F) -> F:
+        @functools.wraps(view)
+        def inner(**kwargs: Any) -> Any:
+            if op.role is not None:
+                authorize(op.role)
+            if op.query is not None:
+                kwargs["query"] = contract.bind(op.query, request.args.to_dict(), "parameter")
+            if op.body is not None:
+                kwargs["body"] = None
+                if request.mimetype == "application/json" or not op.texts:
+                    limit = BODY_LIMITS.get(rule)
+                    if limit is not None:
+                        request.max_content_length = limit(runtime())
+                    kwargs["body"] = contract.bind(op.body, json_body())
+            return view(**kwargs)
+
+        contract.operation(op)(inner)
+        bp.add_url_rule(rule, view_func=inner, methods=[method])
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+# Routes that take bigger JSON batches by contract size their own body cap.
+BODY_LIMITS: dict[str, Callable[[Runtime], int]] = {
+    "/filter": lambda _rt: MAX_FILTER_JSON_BYTES,
+    "/unsubscribe-links": lambda rt: max(rt.config.max_json_bytes, MAX_LINKS_BYTES),
+}
+
+
+@endpoint(
+    "GET",
+    "/openapi.json",
+    Operation(
+        "This document",
+        {200: Answer("OpenAPI 3.1", media={"application/json": {"schema": {"type": "object"}}})},
+        database=False,
+    ),
+)
 def openapi() -> Any:
-    return jsonify(spec(runtime().config.base_url))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    doc = app.extensions.get("suppress.openapi")
+    if doc is None:  # generated once per process, from the route table and the models
+        doc = app.extensions["suppress.openapi"] = contract.document(app, runtime().config.base_url)
+    return jsonify(doc)
 
 
-@bp.post("/check")
-@requires(Role.mailer)
-def check() -> Any:
-    data = json_body()
-    email = text_field(data, "email")
-    list_name = suppressions.validate_list(data.get("list"))
-    target = addresses.address_target(runtime().ring, email)
-    with runtime().db.begin(write=False) as session:
-        verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+@endpoint(
+    "POST",
+    "/check",
+    Operation(
+        "May direct marketing on this list go to this address?",
+        {200: Answer("The verdict", c.Verdict)},
+        role=Role.mailer,
+        body=c.CheckRequest,
+    ),
+)
+def check(body: c.CheckRequest) -> Any:
+    rt = runtime()
+    target = addresses.address_target(rt.ring, body.email)
+    with rt.db.begin(write=False) as session:
+        verdict = suppressions.check(session, target, body.list_name, now=audit.utcnow())
     metrics.verdict(verdict.allowed)
     rekey_quietly(verdict)
-    return jsonify(verdict_json(email, list_name, verdict))
+    return jsonify(verdict_json(body.email, body.list_name, verdict))
 
 
-@bp.post("/suppressions")
-@requires(Role.recorder)
-def add_suppression() -> Any:
-    data = json_body()
-    target = target_from(data)
-    list_name = suppressions.validate_list(data.get("list"))
-    reason = suppressions.parse_reason(data.get("reason"))
-    source = suppressions.validate_text("source", data.get("source", "api"))
-    expires_at = parse_time(data.get("expires_at"), "expires_at")
+def target_of(body: c.Target) -> Target:
+    ring = runtime().ring
+    if body.email is not None:
+        return addresses.address_target(ring, body.email)
+    return addresses.domain_target(ring, body.domain or "")
+
+
+@endpoint(
+    "POST",
+    "/suppressions",
+    Operation(
+        "Suppress an address or a domain on a list (idempotent)",
+        {201: Answer("Created", c.Added), 200: Answer("Already suppressed", c.Added)},
+        role=Role.recorder,
+        body=c.AddRequest,
+        idempotent=True,
+    ),
+)
+def add_suppression(body: c.AddRequest) -> Any:
+    target = target_of(body)
+    expires_at = parse_time(body.expires_at, "expires_at")
 
     def produce(session: Any) -> tuple[dict[str, Any], int]:
         row, created = suppressions.add(
             session,
             target,
-            list_name,
-            reason,
-            source=source,
+            body.list_name,
+            body.reason,
+            source=body.source,
             actor=g.principal.actor,
             now=audit.utcnow(),
             expires_at=expires_at,
@@ -410,62 +429,91 @@ def add_suppression() -> Any:
     return idempotent(produce)
 
 
-@bp.delete("/suppressions")
-@requires(Role.admin)
-def remove_suppression() -> Any:
-    data = json_body()
-    target = target_from(data)
-    list_name = suppressions.validate_list(data.get("list"))
-    reason = suppressions.validate_text("reason", data.get("reason"))
-    evidence = suppressions.validate_text("evidence", data.get("evidence"))
+@endpoint(
+    "DELETE",
+    "/suppressions",
+    Operation(
+        "Lift a suppression, with a reason and evidence of new consent",
+        {200: Answer("Removed", c.Removed)},
+        role=Role.admin,
+        body=c.RemoveRequest,
+        errors=(404,),
+    ),
+)
+def remove_suppression(body: c.RemoveRequest) -> Any:
+    target = target_of(body)
     with runtime().db.begin() as session:
         removed = suppressions.remove(
-            session, target, list_name, reason=reason, evidence=evidence, actor=g.principal.actor
+            session,
+            target,
+            body.list_name,
+            reason=body.reason,
+            evidence=body.evidence,
+            actor=g.principal.actor,
         )
     return jsonify({"removed": removed})
 
 
-@bp.post("/filter")
-@requires(Role.mailer)
-def filter_recipients() -> Any:
-    query_list = request.args.get("list")
-    if request.mimetype != "application/json":
+@endpoint(
+    "POST",
+    "/filter",
+    Operation(
+        "Filter recipients: JSON (at most 100,000) or a streamed text body",
+        {
+            200: Answer(
+                "JSON: the verdicts. Text: the allowed input lines as given, in input order, "
+                "then the last line '# checked=N allowed=A suppressed=S invalid=I'. An answer "
+                "without that trailer is incomplete: treat every recipient as suppressed.",
+                c.Filtered,
+                media={"text/plain": {"schema": {"type": "string"}}},
+            )
+        },
+        role=Role.mailer,
+        query=c.FilterQuery,
+        body=c.FilterRequest,
+        texts={
+            "text/plain": "One address per line; no size limit. A line over 4096 bytes "
+            "counts as one invalid line.",
+            "text/csv": "The address in the first column.",
+        },
+    ),
+)
+def filter_recipients(query: c.FilterQuery, body: c.FilterRequest | None) -> Any:
+    if body is None:
         csv_mode = text_body_mode()
-        return stream_filter(suppressions.validate_list(query_list), csv_mode)
-    request.max_content_length = MAX_FILTER_JSON_BYTES
-    data = json_body()
-    list_name = suppressions.validate_list(data.get("list"))
-    if query_list is not None and query_list != list_name:
+        return stream_filter(suppressions.validate_list(query.list_name), csv_mode)
+    if query.list_name is not None and query.list_name != body.list_name:
         # Never answer for one list while the caller may believe it asked about another.
         raise InvalidRequest("the list in the query and in the body differ")
-    emails = data.get("emails")
-    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
-        raise InvalidRequest("field 'emails' is required and must be a list of strings")
-    if len(emails) > MAX_FILTER_EMAILS:
-        raise PayloadTooLarge(
-            f"at most {MAX_FILTER_EMAILS} addresses per JSON request; "
-            "stream larger lists as text/plain"
-        )
-    result = bulk.filter_emails(runtime(), emails, list_name, actor=g.principal.actor)
+    result = bulk.filter_emails(
+        runtime(), list(body.emails), body.list_name, actor=g.principal.actor
+    )
     count_verdicts(len(result["allowed"]), len(result["suppressed"]))
     return jsonify(result)
 
 
-@bp.post("/imports")
-@requires(Role.recorder)
-def import_suppressions() -> Any:
-    list_name = suppressions.validate_list(request.args.get("list"))
-    reason = suppressions.parse_reason(request.args.get("reason"))
-    source = suppressions.validate_text("source", request.args.get("source", "import"))
+@endpoint(
+    "POST",
+    "/imports",
+    Operation(
+        "Import a list of opt-outs (streamed; idempotent; never removes)",
+        {200: Answer("Counts; invalid lines by number (no text)", c.Imported)},
+        role=Role.recorder,
+        query=c.ImportQuery,
+        texts={"text/csv": "First column.", "text/plain": "One address per line."},
+        idempotent=True,
+    ),
+)
+def import_suppressions(query: c.ImportQuery) -> Any:
     csv_mode = text_body_mode()
 
     def produce(stream: IO[bytes]) -> dict[str, Any]:
         return bulk.import_lines(
             runtime(),
             bulk.iter_lines(stream),
-            list_name,
-            reason,
-            source=source,
+            query.list_name,
+            query.reason,
+            source=query.source,
             actor=g.principal.actor,
             csv_mode=csv_mode,
         ).to_dict()
@@ -473,23 +521,32 @@ def import_suppressions() -> Any:
     return idempotent_stream(produce)
 
 
-@bp.post("/unsubscribe-links")
-@requires(Role.mailer)
-def unsubscribe_links() -> Any:
+@endpoint(
+    "POST",
+    "/unsubscribe-links",
+    Operation(
+        "Unsubscribe links and RFC 8058 headers for a batch of recipients of one list",
+        {200: Answer("One link per valid address, in input order", c.Links)},
+        role=Role.mailer,
+        body=c.LinksRequest,
+    ),
+)
+def unsubscribe_links(body: c.LinksRequest) -> Any:
     rt = runtime()
-    request.max_content_length = max(rt.config.max_json_bytes, MAX_LINKS_BYTES)
-    data = json_body()
-    list_name = suppressions.validate_list(data.get("list"))
-    emails = email_list(data, MAX_LINKS)
     principal = g.principal
     links, invalid = tokens.unsubscribe_links(
-        rt.signer, rt.ring, rt.config.base_url, list_name, emails, minted_by=principal.id
+        rt.signer,
+        rt.ring,
+        rt.config.base_url,
+        body.list_name,
+        list(body.emails),
+        minted_by=principal.id,
     )
     # A link is a capability to act as its recipient: none leaves before the mint is audited.
     with rt.db.begin() as session:
         suppressions.record_links(
             session,
-            list_name,
+            body.list_name,
             minted=len(links),
             invalid=len(invalid),
             api_key=principal.id,
@@ -506,22 +563,49 @@ def unsubscribe_links() -> Any:
     )
 
 
-@bp.post("/lookup")
-@requires(Role.admin)
-def lookup() -> Any:
-    data = json_body()
-    email = text_field(data, "email")
-    reference = suppressions.validate_text("reference", data.get("reference"), required=False)
-    target = addresses.address_target(runtime().ring, email)
+@endpoint(
+    "POST",
+    "/lookup",
+    Operation(
+        "Everything kept about an address, for access and portability requests "
+        "(the lookup itself is recorded in the audit trail)",
+        {200: Answer("Digests, rows, events", c.Lookup)},
+        role=Role.admin,
+        body=c.LookupRequest,
+    ),
+)
+def lookup(body: c.LookupRequest) -> Any:
+    target = addresses.address_target(runtime().ring, body.email)
     with runtime().db.begin() as session:
-        found = access.lookup(session, target, actor=g.principal.actor, reference=reference or None)
-    return jsonify({"email": email, **found})
+        found = access.lookup(
+            session, target, actor=g.principal.actor, reference=body.reference or None
+        )
+    return jsonify({"email": body.email, **found})
 
 
-@bp.get("/export")
-@requires(Role.admin)
-def export() -> Any:
-    fmt = access.parse_format(request.args.get("format", "ndjson"))
+@endpoint(
+    "GET",
+    "/export",
+    Operation(
+        "Every suppression, streamed: one JSON object per line (or CSV)",
+        {
+            200: Answer(
+                "One Suppression per line, digests in hex. A stream cut by a failure ends "
+                "without its terminating chunk.",
+                media={
+                    "application/x-ndjson": {
+                        "schema": {"$ref": "#/components/schemas/Suppression"}
+                    },
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            )
+        },
+        role=Role.admin,
+        query=c.ExportQuery,
+    ),
+)
+def export(query: c.ExportQuery) -> Any:
+    fmt = query.format
     rt = runtime()
     with rt.db.begin() as session:
         access.record_export(session, fmt, actor=g.principal.actor)
@@ -536,43 +620,69 @@ def export() -> Any:
     return Response(stream(), mimetype=mimetype)
 
 
-@bp.get("/audit")
-@requires(Role.admin)
-def audit_events() -> Any:
-    after, limit = int_arg("after", 0), int_arg("limit", 100, minimum=1)
-    action = audit.parse_action(request.args.get("action"))
+@endpoint(
+    "GET",
+    "/audit",
+    Operation(
+        "Audit events in chain order, a page at a time",
+        {200: Answer("A page of events", c.AuditPage)},
+        role=Role.admin,
+        query=c.AuditQuery,
+    ),
+)
+def audit_events(query: c.AuditQuery) -> Any:
     with runtime().db.begin(write=False) as session:
         events = [
-            audit.describe(e) for e in audit.page(session, after=after, limit=limit, action=action)
+            audit.describe(e)
+            for e in audit.page(session, after=query.after, limit=query.limit, action=query.action)
         ]
-    return jsonify({"events": events, "next_after": events[-1]["id"] if events else after})
+    return jsonify({"events": events, "next_after": events[-1]["id"] if events else query.after})
 
 
-@bp.get("/audit/verify")
-@requires(Role.admin)
-def audit_verify() -> Any:
-    anchor = request.args.get("anchor")
+@endpoint(
+    "GET",
+    "/audit/verify",
+    Operation(
+        "Walk the audit hash chain and name the first edited, missing or moved event",
+        {200: Answer("The verdict", c.Verification)},
+        role=Role.admin,
+        query=c.VerifyQuery,
+    ),
+)
+def audit_verify(query: c.VerifyQuery) -> Any:
+    anchor = None if query.anchor is None else audit.parse_hash(query.anchor)
     with runtime().db.begin(write=False) as session:
-        result = audit.verify(session, anchor=None if anchor is None else audit.parse_hash(anchor))
+        result = audit.verify(session, anchor=anchor)
     return jsonify(result.to_dict())
 
 
-@bp.get("/jobs")
-@requires(Role.admin)
-def list_jobs() -> Any:
-    job = request.args.get("job")
-    if job is not None and job not in scheduler.JOBS:
-        raise InvalidRequest(f"job must be one of: {', '.join(scheduler.JOBS)}")
-    limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise InvalidRequest("limit must be an integer from 1 to 500")
+@endpoint(
+    "GET",
+    "/jobs",
+    Operation(
+        "Job runs, newest first, with their summaries",
+        {200: Answer("Runs", c.JobRuns)},
+        role=Role.admin,
+        query=c.JobsQuery,
+    ),
+)
+def list_jobs(query: c.JobsQuery) -> Any:
     with runtime().db.begin(write=False) as session:
-        runs = scheduler.list_runs(session, job=job, limit=int(limit))
+        runs = scheduler.list_runs(session, job=query.job, limit=query.limit)
     return jsonify({"runs": runs})
 
 
-@bp.post("/jobs/<name>/run")
-@requires(Role.admin)
+@endpoint(
+    "POST",
+    "/jobs/<name>/run",
+    Operation(
+        "Run a job now under a run key of its own (waits for a running one)",
+        {200: Answer("The finished run (status ok or failed)", c.JobResult)},
+        role=Role.admin,
+        path={"name": {"type": "string", "enum": list(jobs.NAMES)}},
+        errors=(404, 409),
+    ),
+)
 def run_job(name: str) -> Any:
     outcome = scheduler.run_manual(runtime(), name)
     return jsonify({"run": outcome.run})

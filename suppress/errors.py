@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """Every error code the service answers with: the API document's list, the CLI's words."""
+
+    invalid_request = "invalid_request"
+    invalid_email = "invalid_email"
+    invalid_list = "invalid_list"
+    invalid_reason = "invalid_reason"
+    invalid_token = "invalid_token"
+    token_retired = "token_retired"
+    unauthorized = "unauthorized"
+    forbidden = "forbidden"
+    not_found = "not_found"
+    method_not_allowed = "method_not_allowed"
+    payload_too_large = "payload_too_large"
+    unsupported_media_type = "unsupported_media_type"
+    idempotency_key_reused = "idempotency_key_reused"
+    job_busy = "job_busy"
+    rate_limited = "rate_limited"
+    unavailable = "unavailable"
+    pepper_missing = "pepper_missing"
+    pepper_in_use = "pepper_in_use"
+    secret_in_use = "secret_in_use"
+    secrets_mismatch = "secrets_mismatch"
+    ledger_edited = "ledger_edited"
+    unreadable_source = "unreadable_source"
+    config_error = "config_error"
+    internal_error = "internal_error"
+
 
 class SuppressError(Exception):
     """An error a client can act on; rendered as JSON, a page or a CLI line."""
 
-    code = "invalid_request"
+    code: ErrorCode = ErrorCode.invalid_request
     status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, *, code: ErrorCode | None = None, status: int | None = None):
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -29,21 +60,21 @@ class InvalidRequest(SuppressError):
 class InvalidEmail(SuppressError):
     """The input is not an address scheme n1 accepts (422)."""
 
-    code = "invalid_email"
+    code = ErrorCode.invalid_email
     status = 422
 
 
 class InvalidList(SuppressError):
     """A list name that does not match the list-name pattern (422)."""
 
-    code = "invalid_list"
+    code = ErrorCode.invalid_list
     status = 422
 
 
 class InvalidToken(SuppressError):
     """A tampered, truncated, foreign or retired unsubscribe token (400); nothing is recorded."""
 
-    code = "invalid_token"
+    code = ErrorCode.invalid_token
     status = 400
 
 
@@ -56,54 +87,54 @@ class Unprocessable(SuppressError):
 class Unauthorized(SuppressError):
     """Missing or unknown API key (401)."""
 
-    code = "unauthorized"
+    code = ErrorCode.unauthorized
     status = 401
 
 
 class Forbidden(SuppressError):
     """The API key's role does not allow this (403)."""
 
-    code = "forbidden"
+    code = ErrorCode.forbidden
     status = 403
 
 
 class NotFound(SuppressError):
     """Nothing matched (404)."""
 
-    code = "not_found"
+    code = ErrorCode.not_found
     status = 404
 
 
 class PayloadTooLarge(SuppressError):
     """The request body exceeds its limit (413)."""
 
-    code = "payload_too_large"
+    code = ErrorCode.payload_too_large
     status = 413
 
 
 class Unavailable(SuppressError):
     """The database cannot answer now; nothing was decided (503)."""
 
-    code = "unavailable"
+    code = ErrorCode.unavailable
     status = 503
 
 
 class PepperMissing(SuppressError):
     """Rows exist under a pepper this process lacks: no verdict can be trusted (503)."""
 
-    code = "pepper_missing"
+    code = ErrorCode.pepper_missing
     status = 503
 
 
 class SecretsMismatch(SuppressError):
     """This process's peppers or token secrets disagree with the other instances' (503)."""
 
-    code = "secrets_mismatch"
+    code = ErrorCode.secrets_mismatch
     status = 503
 
 
 class ConfigError(SuppressError):
     """Configuration is missing or invalid; the process must not start."""
 
-    code = "config_error"
+    code = ErrorCode.config_error
     status = 500

@@ -8,12 +8,21 @@ from flask import Blueprint, current_app, jsonify
 
 from . import peppers, scheduler
 from .audit import utcnow
-from .errors import SuppressError
+from .contract import Answer, Health, Operation, Ready, operation
+from .errors import ErrorCode, SuppressError
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@operation(
+    Operation(
+        "Liveness, and the age of the last successful reconcile (stale past 26 h)",
+        {200: Answer("The process is up", Health)},
+        limited=False,
+        database=False,
+    )
+)
 def healthz() -> Any:
     """Liveness: always 200 while the process serves; the reconcile age is information only."""
     rt = current_app.extensions["suppress"]
@@ -21,11 +30,19 @@ def healthz() -> Any:
         with rt.db.begin(write=False) as session:
             reconcile = scheduler.reconcile_health(session, utcnow())
     except Exception as exc:  # liveness must not depend on the database
-        reconcile = {"error": {"code": "unavailable", "message": type(exc).__name__}}
+        reconcile = {"error": {"code": ErrorCode.unavailable, "message": type(exc).__name__}}
     return jsonify({"status": "ok", "reconcile": reconcile})
 
 
 @bp.get("/readyz")
+@operation(
+    Operation(
+        "Readiness: database reachable, schema current, every pepper of the rows configured",
+        {200: Answer("Ready", Ready), 503: Answer("Not ready", Ready)},
+        limited=False,
+        database=False,
+    )
+)
 def readyz() -> Any:
     rt = current_app.extensions["suppress"]
     db = rt.db
@@ -42,16 +59,21 @@ def readyz() -> Any:
         return jsonify({"ready": False, **exc.to_dict()}), 503
     except Exception as exc:  # any failure means "not ready", never a crash page
         return jsonify(
-            {"ready": False, "error": {"code": "unavailable", "message": type(exc).__name__}}
+            {
+                "ready": False,
+                "error": {"code": ErrorCode.unavailable, "message": type(exc).__name__},
+            }
         ), 503
     if current != head:
         message = (
             f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
         )
-        return jsonify({"ready": False, "error": {"code": "unavailable", "message": message}}), 503
+        return jsonify(
+            {"ready": False, "error": {"code": ErrorCode.unavailable, "message": message}}
+        ), 503
     if missing:
         # Rows no configured pepper can match would answer "allowed" for people who opted
         # out: fail closed and take the instance out of rotation until the pepper is back.
-        error = {"code": "pepper_missing", "message": peppers.missing_message(missing)}
+        error = {"code": ErrorCode.pepper_missing, "message": peppers.missing_message(missing)}
         return jsonify({"ready": False, "error": error}), 503
     return jsonify({"ready": True, "schema": current})

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .addresses import KeyRing, contains_address
-from .errors import InvalidRequest, Unprocessable
+from .errors import ErrorCode, InvalidRequest, Unprocessable
 from .models import IdempotencyKey
 
 MAX_KEY = 255
@@ -60,7 +60,7 @@ def validate_key(key: str) -> str:
         raise Unprocessable(
             "Idempotency-Key must not contain an email address (or '@'); use a random id "
             "such as a UUID",
-            code="invalid_request",
+            code=ErrorCode.invalid_request,
         )
     return key
 
@@ -95,7 +95,7 @@ def replay(
     if not any(hmac.compare_digest(row.request_hash, h) for h in req_hashes):
         raise Unprocessable(
             "this Idempotency-Key was already used with a different request",
-            code="idempotency_key_reused",
+            code=ErrorCode.idempotency_key_reused,
         )
     return row.status, row.response
 

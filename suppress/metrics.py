@@ -23,6 +23,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
 
 from . import scheduler
+from .contract import Answer, Operation, operation
 from .errors import SuppressError
 from .models import JobRun, Suppression
 
@@ -151,7 +152,22 @@ def _registry(app: Flask) -> CollectorRegistry:
     return registry
 
 
+TEXT = {"type": "string"}
+
+
 @bp.get("/metrics")
+@operation(
+    Operation(
+        "Prometheus metrics",
+        {
+            200: Answer(
+                "Prometheus text format", media={"text/plain": {"schema": {"type": "string"}}}
+            )
+        },
+        limited=False,
+        database=False,
+    )
+)
 def metrics() -> Response:
     registry: CollectorRegistry = current_app.extensions["suppress.metrics"]
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

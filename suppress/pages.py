@@ -17,6 +17,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import audit, suppressions
+from .contract import Answer, Operation, PageQuery, UnsubscribeForm, operation
 from .errors import ConfigError, InvalidToken, SecretsMismatch, SuppressError, Unavailable
 from .models import GLOBAL_LIST, Reason
 from .runtime import Runtime
@@ -125,6 +126,8 @@ def is_one_click(form: Any) -> bool:
 
 def choice(form: Any, claim: Claim) -> tuple[str, Reason, str] | None:
     """(list, reason, source) from a one-click or landing-form body; None if it chose nothing."""
+    if form.get("scope") not in (None, "list", "global"):
+        return None  # a choice we do not offer is no choice
     if is_one_click(form):  # RFC 8058 §3.1: the token's list
         scope, source = "list", "one_click"
     elif form.get("scope") in ("list", "global"):
@@ -155,7 +158,26 @@ def verified(rt: Runtime, token: str) -> Claim:
         raise
 
 
+TOKEN = {
+    "type": "string",
+    "maxLength": 512,
+    "description": "Signed token of an unsubscribe link: digest, key id, list, minting key.",
+}
+PAGE: dict[str, Any] = {"text/html": {}}
+
+
 @bp.get("/<token>")
+@operation(
+    Operation(
+        "Landing page (HTML, Swedish or English); never changes anything",
+        {200: Answer("The page", media=PAGE)},
+        query=PageQuery,
+        path={"token": TOKEN},
+        html=True,
+        description="400: a tampered, truncated or retired token. 503: this instance lacks "
+        "the secret the link was signed with.",
+    )
+)
 def landing(token: str) -> Any:
     # GET (and HEAD) only ever renders: mail scanners fetch every link they see.
     claim = verified(_runtime(), token)
@@ -163,6 +185,20 @@ def landing(token: str) -> Any:
 
 
 @bp.post("/<token>")
+@operation(
+    Operation(
+        "Unsubscribe: RFC 8058 one-click, or the landing page's form; idempotent",
+        {200: Answer("Confirmation page; committed before it is sent", media=PAGE)},
+        query=PageQuery,
+        form=UnsubscribeForm,
+        path={"token": TOKEN},
+        html=True,
+        description="RFC 8058 one-click (`List-Unsubscribe=One-Click`, surrounding "
+        "whitespace such as a final CRLF allowed) or the form's `scope`, url-encoded or "
+        "multipart/form-data as mail clients send it. 400: a bad token or no choice made; "
+        "nothing recorded.",
+    )
+)
 def unsubscribe(token: str) -> Any:
     rt = _runtime()
     claim = verified(rt, token)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .addresses import KeyRing
-from .errors import Unprocessable
+from .errors import ErrorCode, Unprocessable
 from .models import SecretCheck, Suppression
 
 # Distinct key ids by walking the key_id index (a "loose index scan"): a handful of index
@@ -91,7 +91,7 @@ def retire(session: Session, ring: KeyRing, key_id: str, *, actor: str) -> None:
     if key_id == ring.active_id:
         raise Unprocessable(
             f"pepper {key_id} is the active one: put a new pepper first in SUPPRESS_PEPPERS",
-            code="pepper_in_use",
+            code=ErrorCode.pepper_in_use,
         )
     audit.lock(session)
     rows = session.scalar(
@@ -104,7 +104,7 @@ def retire(session: Session, ring: KeyRing, key_id: str, *, actor: str) -> None:
             "would make them unmatchable. Rows move to the active pepper when their address "
             "is checked or filtered again; keep the pepper until 'suppress keys "
             "pepper-status' shows 0 rows for it",
-            code="pepper_in_use",
+            code=ErrorCode.pepper_in_use,
         )
     # Its fingerprint goes too: the id may one day name a new pepper.
     session.execute(

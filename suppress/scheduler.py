@@ -27,8 +27,8 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, idempotency, reconcile
-from .errors import ConfigError, NotFound, SuppressError
+from . import audit, idempotency, jobs, reconcile
+from .errors import ConfigError, ErrorCode, NotFound, SuppressError
 from .models import JobLease, JobRun
 from .runtime import Runtime
 
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("suppress.scheduler")
-JOBS = ("reconcile", "expire", "verify-audit")
-NIGHTLY = ("reconcile", "verify-audit")
+JOBS = jobs.NAMES
+NIGHTLY = jobs.NIGHTLY
 STALE_RECONCILE = timedelta(hours=26)
 # Set on SIGTERM: runs still waiting for a lease give up instead of delaying the exit.
 stopping = threading.Event()
@@ -47,7 +47,7 @@ stopping = threading.Event()
 class JobBusy(SuppressError):
     """The job's lease stayed taken for as long as we were willing to wait (409)."""
 
-    code = "job_busy"
+    code = ErrorCode.job_busy
     status = 409
 
 
@@ -539,7 +539,7 @@ def verified_head(session: Session) -> bytes | None:
         raise SuppressError(
             f"verify-audit run {run.id} succeeded but its summary holds no head: the job "
             "ledger was edited; check the chain against a head kept outside the database",
-            code="ledger_edited",
+            code=ErrorCode.ledger_edited,
         ) from None
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .addresses import KeyRing
 from .db import Database
-from .errors import NotFound, SecretsMismatch, Unprocessable
+from .errors import ErrorCode, NotFound, SecretsMismatch, Unprocessable
 from .models import SecretCheck
 
 PEPPER = "pepper"
@@ -144,7 +144,7 @@ def forget_token_secret(session: Session, key_id: str, mine: Mine, *, actor: str
         raise Unprocessable(
             f"token secret {key_id} is still in SUPPRESS_TOKEN_SECRETS here: remove it from "
             "every instance's SUPPRESS_TOKEN_SECRETS first, then forget it",
-            code="secret_in_use",
+            code=ErrorCode.secret_in_use,
         )
     audit.lock(session)
     gone = session.execute(

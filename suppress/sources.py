@@ -19,7 +19,7 @@ from pathlib import PurePath
 from typing import Any
 
 from . import jsontext
-from .errors import SuppressError
+from .errors import ErrorCode, SuppressError
 from .models import Reason
 
 FORMATS = ("generic", "mailchimp", "sendgrid", "ses", "postmark")
@@ -36,7 +36,7 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 class SourceError(SuppressError):
     """A file that cannot be read as its configured format (nothing of it was applied)."""
 
-    code = "unreadable_source"
+    code = ErrorCode.unreadable_source
     status = 422
 
 

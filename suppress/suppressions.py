@@ -14,21 +14,28 @@ from sqlalchemy.orm import Session
 from . import audit, peppers
 from .addresses import SCHEME, Digest, Target, contains_address
 from .db import insert_rows
-from .errors import InvalidList, InvalidRequest, NotFound, PepperMissing, Unprocessable
+from .errors import ErrorCode, InvalidList, InvalidRequest, NotFound, PepperMissing, Unprocessable
 from .models import GLOBAL_LIST, LIST_PATTERN, Kind, Reason, Suppression
 
 _LIST = re.compile(LIST_PATTERN)
 TEMPORARY_REASONS = frozenset({Reason.hard_bounce, Reason.soft_bounce})
 MAX_TEXT = 128
+LIST_RULE = "list names are 1-64 characters of a-z, 0-9 and ._:- starting with a letter or digit"
 
 
 def validate_list(name: Any) -> str:
     """A list name as DESIGN §4 allows it, or InvalidList."""
     if not isinstance(name, str) or not _LIST.fullmatch(name):
-        raise InvalidList(
-            "list names are 1-64 characters of a-z, 0-9 and ._:- starting with a letter or digit"
-        )
+        raise InvalidList(LIST_RULE)
     return name
+
+
+def unknown_reason() -> Unprocessable:
+    """The error for a reason that is none of ours, naming the valid ones."""
+    return Unprocessable(
+        f"unknown reason; use one of: {', '.join(r.value for r in Reason)}",
+        code=ErrorCode.invalid_reason,
+    )
 
 
 def parse_reason(value: Any) -> Reason:
@@ -36,10 +43,7 @@ def parse_reason(value: Any) -> Reason:
     try:
         return Reason(value)
     except ValueError:
-        raise Unprocessable(
-            f"unknown reason; use one of: {', '.join(r.value for r in Reason)}",
-            code="invalid_reason",
-        ) from None
+        raise unknown_reason() from None
 
 
 def validate_text(name: str, value: Any, *, required: bool = True) -> str:
@@ -48,8 +52,10 @@ def validate_text(name: str, value: Any, *, required: bool = True) -> str:
         return ""
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"{name} is required and must be a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise InvalidRequest(f"{name} must be at most {MAX_TEXT} printable characters")
     value = value.strip()
-    if len(value) > MAX_TEXT or not value.isprintable():
+    if not value.isprintable():
         raise InvalidRequest(f"{name} must be at most {MAX_TEXT} printable characters")
     if contains_address(value):
         # The audit trail never holds a plaintext address: refer to evidence, don't paste it.

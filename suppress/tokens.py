@@ -13,7 +13,7 @@ from itsdangerous import BadData, Signer
 
 from .addresses import Digest, KeyRing, active_digest
 from .config import KEY_ID
-from .errors import InvalidToken, SuppressError
+from .errors import ErrorCode, InvalidToken, SuppressError
 from .models import LIST_PATTERN
 
 # Versioned salt: a token of another purpose signed with the same secret never verifies here.
@@ -117,7 +117,7 @@ class TokenSigner:
             # The pepper that keyed this digest has been retired: no check can ever match a
             # row under it, so recording one would confirm an opt-out that does nothing.
             raise InvalidToken(
-                "the unsubscribe link is too old to be honoured", code="token_retired"
+                "the unsubscribe link is too old to be honoured", code=ErrorCode.token_retired
             )
         return Claim(Digest(key_id, digest), list_name, minted_by)
 

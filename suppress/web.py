@@ -8,19 +8,19 @@ from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from .errors import SuppressError, Unavailable
+from .errors import ErrorCode, SuppressError, Unavailable
 
 log = logging.getLogger("suppress.web")
 
 HTTP_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
+    400: ErrorCode.invalid_request,
+    401: ErrorCode.unauthorized,
+    403: ErrorCode.forbidden,
+    404: ErrorCode.not_found,
+    405: ErrorCode.method_not_allowed,
+    413: ErrorCode.payload_too_large,
+    415: ErrorCode.unsupported_media_type,
+    429: ErrorCode.rate_limited,
 }
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -46,7 +46,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        code = HTTP_CODES.get(status, "invalid_request" if status < 500 else "internal_error")
+        code = HTTP_CODES.get(
+            status, ErrorCode.invalid_request if status < 500 else ErrorCode.internal_error
+        )
         response, status = _render(code, exc.description or exc.name, status)
         for name, value in exc.get_headers():
             if name.lower() in ("allow", "retry-after"):
@@ -63,7 +65,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
-        return _render("internal_error", "internal error; nothing was decided", 500)
+        return _render(ErrorCode.internal_error, "internal error; nothing was decided", 500)
 
     @app.after_request
     def headers(response: Response) -> Response:

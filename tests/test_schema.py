@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-MAX_EXAMPLES = 20
+# Raise for a longer hunt: SUPPRESS_SCHEMA_EXAMPLES=500 pytest tests/test_schema.py
+MAX_EXAMPLES = int(os.environ.get("SUPPRESS_SCHEMA_EXAMPLES", "20"))
 
 
 def operations(app: Flask) -> list[Any]:

@@ -17,7 +17,7 @@ from suppress.errors import ConfigError, Unavailable
 from suppress.models import ApiKey, AuditEvent, Role
 from suppress.runtime import Runtime
 
-from .conftest import bearer, settings
+from .conftest import bearer, resolve, settings
 
 BASE = "https://suppress.example.com"  # conftest's base_url
 
@@ -319,7 +319,7 @@ def test_openapi_allows_links_without_one_click_and_multipart_one_click(
     client: FlaskClient,
 ) -> None:
     doc = client.get("/v1/openapi.json").get_json()
-    link = doc["components"]["schemas"]["Links"]["properties"]["links"]["items"]
-    assert link["properties"]["headers"]["required"] == ["List-Unsubscribe"]
+    link = resolve(doc, doc["components"]["schemas"]["Links"]["properties"]["links"]["items"])
+    assert resolve(doc, link["properties"]["headers"])["required"] == ["List-Unsubscribe"]
     body = doc["paths"]["/u/{token}"]["post"]["requestBody"]["content"]
     assert {"application/x-www-form-urlencoded", "multipart/form-data"} <= set(body)
