@@ -25,6 +25,7 @@ from . import (
     jobs,
     jsontext,
     metrics,
+    peppers,
     scheduler,
     suppressions,
     tokens,
@@ -171,18 +172,6 @@ def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]
     }
 
 
-def rekey_quietly(verdict: Verdict) -> None:
-    """Lazy re-keying after a read; a failure only delays it (the verdict is already made)."""
-    if not verdict.stale:
-        return
-    rt = runtime()
-    try:
-        with rt.db.begin() as session:
-            suppressions.rekey(session, verdict.stale, rt.ring.active_id, actor=g.principal.actor)
-    except SuppressError as exc:
-        log.warning("lazy re-key postponed: %s", exc.message)
-
-
 def idempotent(produce: Callable[[Any], tuple[dict[str, Any], int]]) -> Response:
     """Run a write under the request's Idempotency-Key, replaying a stored answer on retry."""
     rt = runtime()
@@ -246,7 +235,8 @@ def stream_filter(list_name: str, csv_mode: bool) -> Response:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
     try:
         totals = bulk.filter_lines(
-            runtime(),
+            runtime().db.begin,
+            runtime().ring,
             bulk.iter_lines(request.stream),
             list_name,
             spool,
@@ -384,7 +374,7 @@ def check(body: c.CheckRequest) -> Any:
     with rt.db.begin(write=False) as session:
         verdict = suppressions.check(session, target, body.list_name, now=audit.utcnow())
     metrics.verdict(verdict.allowed)
-    rekey_quietly(verdict)
+    peppers.rekey_found(rt.db.begin, rt.ring, verdict.stale, actor=g.principal.actor)
     return jsonify(verdict_json(body.email, body.list_name, verdict))
 
 
@@ -486,7 +476,11 @@ def filter_recipients(query: c.FilterQuery, body: c.FilterRequest | None) -> Any
         # Never answer for one list while the caller may believe it asked about another.
         raise InvalidRequest("the list in the query and in the body differ")
     result = bulk.filter_emails(
-        runtime(), list(body.emails), body.list_name, actor=g.principal.actor
+        runtime().db.begin,
+        runtime().ring,
+        list(body.emails),
+        body.list_name,
+        actor=g.principal.actor,
     )
     count_verdicts(len(result["allowed"]), len(result["suppressed"]))
     return jsonify(result)
@@ -509,7 +503,8 @@ def import_suppressions(query: c.ImportQuery) -> Any:
 
     def produce(stream: IO[bytes]) -> dict[str, Any]:
         return bulk.import_lines(
-            runtime(),
+            runtime().db.begin,
+            runtime().ring,
             bulk.iter_lines(stream),
             query.list_name,
             query.reason,

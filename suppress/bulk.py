@@ -2,6 +2,8 @@
 
 Lines come in as bytes (a request body or a file), are checked or imported a batch at a time,
 each batch in its own short transaction, so memory stays constant whatever the input size.
+The edge (API or CLI) hands in its transactions (`Database.begin`) and the key ring, as it
+hands a Session to every other domain call.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import audit, suppressions
-from .addresses import Target, Targeter
-from .errors import InvalidEmail, SuppressError
+from . import audit, peppers, suppressions
+from .addresses import KeyRing, Target, Targeter
+from .errors import InvalidEmail
 from .models import Reason
-from .runtime import Runtime
+from .peppers import Begin
 
 log = logging.getLogger("suppress.bulk")
 
@@ -133,9 +135,10 @@ class FilterTotals:
 
 @dataclass
 class _Rekeyer:
-    """Collects old-pepper hits and re-keys them in a write transaction of their own."""
+    """Collects old-pepper hits for the one lazy re-key follow-up at the end."""
 
-    rt: Runtime
+    begin: Begin
+    ring: KeyRing
     actor: str
     stale: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -144,21 +147,13 @@ class _Rekeyer:
             self.stale.extend(verdict.stale)
 
     def flush(self) -> None:
-        """Re-key what was collected; a failure only postpones it (verdicts are made)."""
-        if not self.stale:
-            return
-        try:
-            with self.rt.db.begin() as session:
-                suppressions.rekey(
-                    session, tuple(self.stale), self.rt.ring.active_id, actor=self.actor
-                )
-        except SuppressError as exc:
-            log.warning("lazy re-key postponed: %s", exc.message)
+        peppers.rekey_found(self.begin, self.ring, self.stale, actor=self.actor)
         self.stale.clear()
 
 
 def filter_lines(
-    rt: Runtime,
+    begin: Begin,
+    ring: KeyRing,
     lines: Iterable[bytes],
     list_name: str,
     out: IO[bytes],
@@ -172,13 +167,13 @@ def filter_lines(
     Blank lines are skipped and not counted. Any failure raises before the totals exist, so
     a caller that writes the trailer only after this returns never vouches for a partial run.
     """
-    targeter = Targeter(rt.ring)
+    targeter = Targeter(ring)
     totals = FilterTotals()
-    rekeyer = _Rekeyer(rt, actor)
+    rekeyer = _Rekeyer(begin, ring, actor)
     batch: list[tuple[bytes, Target]] = []
 
     def run_batch() -> None:
-        with rt.db.begin(write=False) as session:
+        with begin(write=False) as session:
             verdicts = suppressions.check_many(
                 session, [t for _, t in batch], list_name, now=audit.utcnow()
             )
@@ -214,13 +209,15 @@ def filter_lines(
     return totals
 
 
-def filter_emails(rt: Runtime, emails: list[Any], list_name: str, *, actor: str) -> dict[str, Any]:
+def filter_emails(
+    begin: Begin, ring: KeyRing, emails: list[Any], list_name: str, *, actor: str
+) -> dict[str, Any]:
     """The JSON filter: allowed, suppressed (with the first reason) and invalid, in input order."""
-    targeter = Targeter(rt.ring)
+    targeter = Targeter(ring)
     allowed: list[str] = []
     suppressed: list[dict[str, str]] = []
     invalid: list[dict[str, str]] = []
-    rekeyer = _Rekeyer(rt, actor)
+    rekeyer = _Rekeyer(begin, ring, actor)
     for start in range(0, len(emails), FILTER_BATCH):
         batch: list[tuple[str, Target]] = []
         for email in emails[start : start + FILTER_BATCH]:
@@ -228,7 +225,7 @@ def filter_emails(rt: Runtime, emails: list[Any], list_name: str, *, actor: str)
                 batch.append((email, targeter.target(email)))
             except InvalidEmail as exc:
                 invalid.append({"email": email, "code": exc.code})
-        with rt.db.begin(write=False) as session:
+        with begin(write=False) as session:
             verdicts = suppressions.check_many(
                 session, [t for _, t in batch], list_name, now=audit.utcnow()
             )
@@ -273,7 +270,8 @@ class ImportTotals:
 
 
 def import_lines(
-    rt: Runtime,
+    begin: Begin,
+    ring: KeyRing,
     lines: Iterable[bytes],
     list_name: str,
     reason: Reason,
@@ -288,12 +286,12 @@ def import_lines(
     Idempotent: a second run adds nothing. A failure raises; batches already committed stay
     (they are correct suppressions, and a retry counts them as existing).
     """
-    targeter = Targeter(rt.ring)
+    targeter = Targeter(ring)
     totals = ImportTotals()
     batch: list[Target] = []
 
     def run_batch() -> None:
-        with rt.db.begin() as session:
+        with begin() as session:
             counts = suppressions.import_batch(
                 session, batch, list_name, reason, source=source, actor=actor, now=audit.utcnow()
             )

@@ -354,9 +354,7 @@ def check(email: str, list_name: str, as_json: bool) -> None:
     target = addresses.address_target(rt.ring, email)
     with rt.db.begin(write=False) as session:
         verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
-    if verdict.stale:
-        with rt.db.begin() as session:
-            suppressions.rekey(session, verdict.stale, rt.ring.active_id, actor=actor())
+    peppers.rekey_found(rt.db.begin, rt.ring, verdict.stale, actor=actor())
     if as_json:
         click.echo(
             json.dumps(
@@ -448,7 +446,13 @@ def filter_command(
             return
         with tempfile.SpooledTemporaryFile(8 << 20) as spool:
             totals = bulk.filter_lines(
-                runtime(), lines, list_name, spool, csv_mode=csv_mode, actor=actor()
+                runtime().db.begin,
+                runtime().ring,
+                lines,
+                list_name,
+                spool,
+                csv_mode=csv_mode,
+                actor=actor(),
             )
             spool.seek(0)
             _copy(spool, out)
@@ -496,7 +500,8 @@ def import_command(
     source = suppressions.validate_text("source", source)
     with _progress(file, "importing") as bar:
         totals = bulk.import_lines(
-            runtime(),
+            runtime().db.begin,
+            runtime().ring,
             bulk.iter_lines(_counted(file, bar)),
             list_name,
             suppressions.parse_reason(reason),

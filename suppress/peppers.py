@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, text
@@ -9,8 +12,12 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .addresses import KeyRing
-from .errors import ErrorCode, Unprocessable
+from .errors import ErrorCode, SuppressError, Unprocessable
 from .models import SecretCheck, Suppression
+
+log = logging.getLogger("suppress.peppers")
+# How an edge hands out transactions: Database.begin (write=False for a read-only one).
+Begin = Callable[..., AbstractContextManager[Session]]
 
 # Distinct key ids by walking the key_id index (a "loose index scan"): a handful of index
 # probes instead of reading every row, so readiness can ask on every probe.
@@ -111,3 +118,21 @@ def retire(session: Session, ring: KeyRing, key_id: str, *, actor: str) -> None:
         delete(SecretCheck).where(SecretCheck.kind == "pepper", SecretCheck.key_id == key_id)
     )
     audit.record(session, "retire_pepper", actor=actor, detail={"key_id": key_id})
+
+
+def rekey_found(
+    begin: Begin, ring: KeyRing, stale: Iterable[tuple[int, bytes]], *, actor: str
+) -> None:
+    """Lazy re-keying, the one follow-up of every read that found rows under an old pepper
+    (check, filter, CLI): they move to the active pepper in a write transaction of their own.
+    A failure only postpones it; the verdicts are already made."""
+    rows = tuple(stale)
+    if not rows:
+        return
+    from . import suppressions
+
+    try:
+        with begin() as session:
+            suppressions.rekey(session, rows, ring.active_id, actor=actor)
+    except SuppressError as exc:
+        log.warning("lazy re-key postponed: %s", exc.message)
