@@ -20,6 +20,7 @@ from . import (
     apikeys,
     audit,
     bulk,
+    clock,
     contract,
     idempotency,
     jobs,
@@ -114,7 +115,7 @@ def authorize(role: Role) -> Principal:
     principal.require(role)
     # Fail closed while this process's secrets disagree with the recorded ones.
     rt.secrets_still_agree(time.monotonic())
-    now = audit.utcnow()
+    now = clock.utcnow()
     if principal.needs_touch(now):
         try:
             with rt.db.begin() as session:
@@ -159,7 +160,7 @@ def parse_time(value: Any, name: str) -> datetime | None:
         raise Unprocessable(
             f"{name} must include a time zone (e.g. Z)", code=ErrorCode.invalid_request
         )
-    return audit.naive_utc(parsed)
+    return clock.naive_utc(parsed)
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -372,7 +373,7 @@ def check(body: c.CheckRequest) -> Any:
     rt = runtime()
     target = addresses.address_target(rt.ring, body.email)
     with rt.db.begin(write=False) as session:
-        verdict = suppressions.check(session, target, body.list_name, now=audit.utcnow())
+        verdict = suppressions.check(session, target, body.list_name, now=clock.utcnow())
     metrics.verdict(verdict.allowed)
     peppers.rekey_found(rt.db.begin, rt.ring, verdict.stale, actor=g.principal.actor)
     return jsonify(verdict_json(body.email, body.list_name, verdict))
@@ -408,7 +409,7 @@ def add_suppression(body: c.AddRequest) -> Any:
             body.reason,
             source=body.source,
             actor=g.principal.actor,
-            now=audit.utcnow(),
+            now=clock.utcnow(),
             expires_at=expires_at,
         )
         return {

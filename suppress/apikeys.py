@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, clock
 from .errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from .models import ApiKey, Role
 
@@ -66,7 +66,7 @@ def create(session: Session, name: str, role: Role, *, actor: str) -> tuple[ApiK
     if not NAME.match(name) or "@" in name:
         raise InvalidRequest("key name: 1-64 letters, digits, space or ._:- (no addresses)")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(name=name, role=role, token_hash=hash_token(token), created_at=audit.utcnow())
+    key = ApiKey(name=name, role=role, token_hash=hash_token(token), created_at=clock.utcnow())
     session.add(key)
     session.flush()
     audit.record(
@@ -89,7 +89,7 @@ def revoke(session: Session, key_id: int, *, actor: str) -> ApiKey:
     if key is None:
         raise NotFound(f"no API key with id {key_id}")
     if key.revoked_at is None:
-        key.revoked_at = audit.utcnow()
+        key.revoked_at = clock.utcnow()
         audit.record(
             session, "apikey_revoke", actor=actor, detail={"key_id": key.id, "name": key.name}
         )
@@ -129,4 +129,4 @@ def touch(session: Session, principal: Principal) -> None:
     """Record that a key was used now."""
     key = session.get(ApiKey, principal.id)
     if key is not None:
-        key.last_used_at = audit.utcnow()
+        key.last_used_at = clock.utcnow()

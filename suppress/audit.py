@@ -8,12 +8,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from . import clock
 from .db import insert_rows
 from .errors import InvalidRequest
 from .models import AuditEvent
@@ -21,16 +22,6 @@ from .models import AuditEvent
 GENESIS = bytes(32)
 # An arbitrary constant naming the "audit chain head" lock on PostgreSQL.
 _PG_CHAIN_LOCK = 0x5355505052455353  # "SUPPRESS"
-
-
-def utcnow() -> datetime:
-    """Naive UTC now: every timestamp column holds UTC without a zone."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """An aware datetime as the naive UTC the columns hold."""
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def canonical(event: AuditEvent) -> bytes:
@@ -97,7 +88,7 @@ def record(
 ) -> AuditEvent:
     """Append one event to the chain in the caller's transaction (flushed, not committed)."""
     event = AuditEvent(
-        at=(at or utcnow()).replace(tzinfo=None),
+        at=(at or clock.utcnow()).replace(tzinfo=None),
         action=action,
         digest=digest,
         kind=kind,
@@ -155,7 +146,7 @@ def record_uniform(
     fields = {
         "action": action,
         "actor": actor,
-        "at": (at or utcnow()).replace(tzinfo=None),
+        "at": (at or clock.utcnow()).replace(tzinfo=None),
         "detail": detail or {},
         "digest": _DigestSlot(),
         "kind": kind,

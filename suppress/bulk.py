@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from . import audit, peppers, suppressions
+from . import clock, peppers, suppressions
 from .addresses import KeyRing, Target, Targeter
 from .errors import InvalidEmail
 from .models import Reason
@@ -175,7 +175,7 @@ def filter_lines(
     def run_batch() -> None:
         with begin(write=False) as session:
             verdicts = suppressions.check_many(
-                session, [t for _, t in batch], list_name, now=audit.utcnow()
+                session, [t for _, t in batch], list_name, now=clock.utcnow()
             )
         for (line, _), verdict in zip(batch, verdicts, strict=True):
             if verdict.allowed:
@@ -227,7 +227,7 @@ def filter_emails(
                 invalid.append({"email": email, "code": exc.code})
         with begin(write=False) as session:
             verdicts = suppressions.check_many(
-                session, [t for _, t in batch], list_name, now=audit.utcnow()
+                session, [t for _, t in batch], list_name, now=clock.utcnow()
             )
         for (email, _), verdict in zip(batch, verdicts, strict=True):
             if verdict.allowed:
@@ -293,7 +293,7 @@ def import_lines(
     def run_batch() -> None:
         with begin() as session:
             counts = suppressions.import_batch(
-                session, batch, list_name, reason, source=source, actor=actor, now=audit.utcnow()
+                session, batch, list_name, reason, source=source, actor=actor, now=clock.utcnow()
             )
         totals.added += counts.added
         totals.existing += counts.existing

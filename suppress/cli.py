@@ -14,7 +14,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from . import access, addresses, apikeys, audit, bulk, peppers, suppressions
+from . import access, addresses, apikeys, audit, bulk, clock, peppers, suppressions
 from . import config as config_module
 from .errors import SuppressError
 from .models import Reason
@@ -275,7 +275,7 @@ def _target(email: str | None, domain: str | None) -> addresses.Target:
 def _expiry(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return audit.naive_utc(value if value.tzinfo else value.astimezone())
+    return clock.naive_utc(value if value.tzinfo else value.astimezone())
 
 
 @main.command()
@@ -310,7 +310,7 @@ def add(
             suppressions.parse_reason(reason),
             source=source,
             actor=actor(),
-            now=audit.utcnow(),
+            now=clock.utcnow(),
             expires_at=_expiry(expires_at),
         )
         described = suppressions.describe(row)
@@ -353,7 +353,7 @@ def check(email: str, list_name: str, as_json: bool) -> None:
     list_name = suppressions.validate_list(list_name)
     target = addresses.address_target(rt.ring, email)
     with rt.db.begin(write=False) as session:
-        verdict = suppressions.check(session, target, list_name, now=audit.utcnow())
+        verdict = suppressions.check(session, target, list_name, now=clock.utcnow())
     peppers.rekey_found(rt.db.begin, rt.ring, verdict.stale, actor=actor())
     if as_json:
         click.echo(

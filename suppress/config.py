@@ -12,12 +12,11 @@ import secrets
 import stat
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import files
+from . import clock, files
 from .errors import ConfigError
 
 # Defaults ship inside the package (config/default.toml is the documented copy; a test keeps
@@ -165,7 +164,7 @@ def generate_secrets(path: Path) -> bool:
     """
     files.private_dir(path.parent)
     pepper = base64.b64encode(secrets.token_bytes(32)).decode()
-    key_id = "k" + date.today().strftime("%Y%m%d")
+    key_id = "k" + clock.utcnow().strftime("%Y%m%d")
     text = (
         "# suppress secrets: keep private, back up separately from the database.\n"
         "# Losing the pepper makes every stored suppression unmatchable.\n"

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, clock
 from .addresses import KeyRing, contains_address
 from .errors import ErrorCode, InvalidRequest, Unprocessable
 from .models import IdempotencyKey
@@ -111,7 +111,7 @@ def store(
             request_hash=req_hash,
             status=status,
             response=body,
-            created_at=audit.utcnow(),
+            created_at=clock.utcnow(),
         )
     )
     session.flush()

@@ -16,7 +16,7 @@ from flask_babel import Babel, get_locale
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from . import audit, suppressions
+from . import clock, suppressions
 from .contract import Answer, Operation, PageQuery, UnsubscribeForm, operation
 from .errors import ConfigError, InvalidToken, SecretsMismatch, SuppressError, Unavailable
 from .models import GLOBAL_LIST, Reason
@@ -216,7 +216,7 @@ def unsubscribe(token: str) -> Any:
             reason,
             source=source,
             actor=ACTOR,
-            now=audit.utcnow(),
+            now=clock.utcnow(),
             minted_by=claim.minted_by,
         )
     return page("done.html", list=claim.list, scope=list_name)

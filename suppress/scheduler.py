@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, idempotency, jobs, reconcile
+from . import audit, clock, idempotency, jobs, reconcile
 from .errors import ConfigError, ErrorCode, NotFound, SuppressError
 from .models import JobLease, JobRun
 from .runtime import Runtime
@@ -395,7 +395,7 @@ def run_job(
     *,
     wait: float,
     now: datetime | None = None,
-    clock: Callable[[], datetime] = audit.utcnow,
+    clock: Callable[[], datetime] = clock.utcnow,
 ) -> Outcome:
     """Run `job` under `key` at most once to completion; `now` is the body's clock."""
     if job not in BODIES:
@@ -454,7 +454,7 @@ def run_manual(rt: Runtime, job: str, *, now: datetime | None = None) -> Outcome
         raise NotFound(f"no job named {job!r}; jobs: {', '.join(JOBS)}")
     schedule = schedule_from(rt.config.section("scheduler"))
     outcome = run_job(
-        rt, job, manual_key(audit.utcnow()), wait=schedule.lease_wait_seconds, now=now
+        rt, job, manual_key(clock.utcnow()), wait=schedule.lease_wait_seconds, now=now
     )
     if outcome.status == "busy":
         raise JobBusy(f"job {job} is still running elsewhere; try again later")
@@ -463,9 +463,9 @@ def run_manual(rt: Runtime, job: str, *, now: datetime | None = None) -> Outcome
 
 def run_due(rt: Runtime, schedule: Schedule, job: str, *, now: datetime | None = None) -> Outcome:
     """Run the job's most recent scheduled occurrence unless the ledger has it done."""
-    moment = now or datetime.now(UTC)
+    moment = now or clock.now()
     key = run_key(schedule, job, latest_fire(schedule, job, moment))
-    return run_job(rt, job, key, wait=schedule.lease_wait_seconds, now=audit.naive_utc(moment))
+    return run_job(rt, job, key, wait=schedule.lease_wait_seconds, now=clock.naive_utc(moment))
 
 
 def mark_stale(rt: Runtime) -> int:
@@ -473,7 +473,7 @@ def mark_stale(rt: Runtime) -> int:
     with rt.db.begin() as session:
         result = session.execute(
             update(JobRun)
-            .where(JobRun.status == "running", JobRun.lease_until < audit.utcnow())
+            .where(JobRun.status == "running", JobRun.lease_until < clock.utcnow())
             .values(status="stale")
         )
         return int(getattr(result, "rowcount", 0) or 0)
@@ -482,7 +482,7 @@ def mark_stale(rt: Runtime) -> int:
 def catch_up(rt: Runtime, schedule: Schedule, *, now: datetime | None = None) -> list[Outcome]:
     """Run each job's latest due occurrence if it is missing or was killed (once: the
     ledger records it). Runs at start and every few minutes; costs one query when idle."""
-    moment = now or datetime.now(UTC)
+    moment = now or clock.now()
     mark_stale(rt)
     outcomes = []
     for job in JOBS:
@@ -495,7 +495,7 @@ def catch_up(rt: Runtime, schedule: Schedule, *, now: datetime | None = None) ->
                 run.status in ("ok", "failed")
                 or run.lease_until is None
                 # Leases run on the real clock, whatever `now` the jobs are given.
-                or run.lease_until >= audit.utcnow()
+                or run.lease_until >= clock.utcnow()
             ):
                 continue
         log.info("%s %s: missed or killed; catching up", job, key)
@@ -511,7 +511,7 @@ def list_runs(session: Session, *, job: str | None = None, limit: int = 50) -> l
     query = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
     if job is not None:
         query = query.where(JobRun.job == job)
-    now = audit.utcnow()
+    now = clock.utcnow()
     return [describe(run, now) for run in session.scalars(query).all()]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, clock
 from .addresses import KeyRing
 from .db import Database
 from .errors import ErrorCode, NotFound, SecretsMismatch, Unprocessable
@@ -80,7 +80,7 @@ def problems(session: Session, mine: Mine) -> tuple[list[str], list[SecretCheck]
         if stored is not None and not hmac.compare_digest(stored, value):  # 64-bit id clash
             found.append(f"token secret {key_id} does not match the one recorded")
     missing = [
-        SecretCheck(kind=PEPPER, key_id=k, fingerprint=v, created_at=audit.utcnow())
+        SecretCheck(kind=PEPPER, key_id=k, fingerprint=v, created_at=clock.utcnow())
         for k, v in mine.peppers.items()
         if (PEPPER, k) not in recorded
     ]
@@ -90,7 +90,7 @@ def problems(session: Session, mine: Mine) -> tuple[list[str], list[SecretCheck]
                 kind=TOKEN,
                 key_id=mine.signing,
                 fingerprint=mine.tokens[mine.signing],
-                created_at=audit.utcnow(),
+                created_at=clock.utcnow(),
             )
         )
     return found, missing

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import Connection, Executable, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from suppress import addresses, audit, cli, suppressions
+from suppress import addresses, audit, cli, clock, suppressions
 from suppress.db import SQLITE_ROWS_PER_INSERT, insert_rows
 from suppress.errors import SuppressError, Unavailable
 from suppress.models import AuditEvent, Reason, Suppression
@@ -102,7 +102,7 @@ def test_appending_still_works_under_the_triggers(rt: Runtime) -> None:
 def forged(id: int | None, prev_hash: bytes, action: str = "forged") -> Any:
     """An INSERT of one well-formed event: its hash is right for its content and prev_hash."""
     event = AuditEvent(
-        at=audit.utcnow(), action=action, actor="intruder", detail={}, prev_hash=prev_hash
+        at=clock.utcnow(), action=action, actor="intruder", detail={}, prev_hash=prev_hash
     )
     event.hash = audit.chain_hash(prev_hash, event)
     values = {c: getattr(event, c) for c in audit._AUDIT_COLUMNS}
@@ -166,7 +166,7 @@ def test_a_bulk_append_is_checked_link_by_link_within_one_statement(rt: Runtime)
     # The same statement with one link in its middle pointing elsewhere: refused whole.
     prev, rows = result.head, []
     for i in range(5):
-        event = AuditEvent(at=audit.utcnow(), action="bulk", actor="test", detail={"i": i})
+        event = AuditEvent(at=clock.utcnow(), action="bulk", actor="test", detail={"i": i})
         event.prev_hash = audit.GENESIS if i == 2 else prev
         event.hash = audit.chain_hash(event.prev_hash, event)
         rows.append(tuple(getattr(event, c) for c in audit._AUDIT_COLUMNS))
@@ -417,7 +417,7 @@ def test_a_failed_change_leaves_neither_row_nor_event(rt: Runtime) -> None:
                 Reason.unsubscribe,
                 source="test",
                 actor="test",
-                now=audit.utcnow(),
+                now=clock.utcnow(),
             )
             raise SuppressError("boom")
     except SuppressError:
@@ -457,7 +457,7 @@ def test_concurrent_writers_keep_the_chain_linear(rt: Runtime) -> None:
                         Reason.unsubscribe,
                         source="test",
                         actor=f"t{n}",
-                        now=audit.utcnow(),
+                        now=clock.utcnow(),
                     )
             except Exception as exc:  # collected and asserted below
                 errors.append(exc)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from suppress import api, audit, bulk, suppressions
+from suppress import api, audit, bulk, clock, suppressions
 from suppress.addresses import Targeter
 from suppress.models import AuditEvent, IdempotencyKey, Suppression
 from suppress.runtime import Runtime
@@ -409,7 +409,7 @@ def test_check_many_agrees_with_check(rt: Runtime, seeded: dict[str, str]) -> No
     targeter = Targeter(rt.ring)
     emails = ["a@example.se", "anna.berg@example.se", "x@a.b.example.org", "olle@example.se"]
     targets = [targeter.target(e) for e in emails]
-    now = audit.utcnow()
+    now = clock.utcnow()
     with rt.db.begin(write=False) as session:
         many = suppressions.check_many(session, targets, "news", now=now)
         single = [suppressions.check(session, t, "news", now=now) for t in targets]

@@ -23,7 +23,8 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import delete, select
 
-from suppress import addresses, apikeys, audit, create_app, reconcile, suppressions
+from suppress import addresses, apikeys, create_app, reconcile, suppressions
+from suppress import clock as wall
 from suppress.models import AuditEvent, IdempotencyKey, Reason, Role, Suppression
 
 from .conftest import OLD_PEPPER, TEST_PEPPER, bearer
@@ -45,7 +46,7 @@ BOUNCES = {Reason.hard_bounce.value, Reason.soft_bounce.value}
 
 
 class Clock:
-    """The time every edge reads (audit.utcnow), moved by the test."""
+    """The time every edge reads (clock.utcnow), moved by the test."""
 
     def __init__(self) -> None:
         self.now = START
@@ -57,7 +58,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     moving = Clock()
-    monkeypatch.setattr(audit, "utcnow", moving)
+    monkeypatch.setattr(wall, "utcnow", moving)
     return moving
 
 

@@ -10,7 +10,7 @@ import requests
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, select, text
 
-from suppress import addresses, audit, suppressions
+from suppress import addresses, clock, suppressions
 from suppress.models import AuditEvent, Suppression
 from suppress.runtime import Runtime
 
@@ -129,7 +129,7 @@ def test_withdrawn_consent_stops_marketing_on_that_list_at_once(
     body = {"email": "kim@example.se", "list": "offers", "reason": "consent_withdrawn"}
     response = client.post("/v1/suppressions", json=body, headers=bearer(tokens["recorder"]))
     assert response.status_code == 201
-    now = audit.utcnow()
+    now = clock.utcnow()
     assert allowed(rt, "Kim@Example.se", "offers", now) is False
     assert allowed(rt, "kim@example.se", "news", now) is True
 
@@ -148,7 +148,7 @@ def test_objection_covers_every_list_and_outlives_a_bounce(
     }
     assert client.post("/v1/suppressions", json=bounce, headers=rec).status_code == 201
     for years in (0, 10, 50):
-        later = audit.utcnow() + timedelta(days=365 * years)
+        later = clock.utcnow() + timedelta(days=365 * years)
         for list_name in ("news", "offers", "global"):
             assert allowed(rt, "kim@example.se", list_name, later) is False
 
@@ -168,7 +168,7 @@ def test_erasure_keeps_only_the_keyed_hash_needed_to_honour_the_objection(
     with rt.db.begin(write=False) as session:
         (row,) = session.scalars(select(Suppression)).all()
         assert row.digest == rt.ring.address("kim.doe@example.se")
-    assert allowed(rt, "kim.doe@example.se", "news", audit.utcnow()) is False
+    assert allowed(rt, "kim.doe@example.se", "news", clock.utcnow()) is False
 
 
 def test_an_access_request_is_answered_from_one_call_and_its_date_is_kept(
@@ -177,10 +177,10 @@ def test_an_access_request_is_answered_from_one_call_and_its_date_is_kept(
     rec, admin = bearer(tokens["recorder"]), bearer(tokens["admin"])
     body = {"email": "kim@example.se", "list": "news", "reason": "unsubscribe"}
     assert client.post("/v1/suppressions", json=body, headers=rec).status_code == 201
-    before = audit.utcnow()
+    before = clock.utcnow()
     request = {"email": "kim@example.se", "reference": "DSR-2026-031"}
     answer = client.post("/v1/lookup", json=request, headers=admin).get_json()
-    after = audit.utcnow()
+    after = clock.utcnow()
     assert [r["reason"] for r in answer["suppressions"]] == ["unsubscribe"]
     with rt.db.begin(write=False) as session:
         (event,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "lookup")).all()

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from suppress import addresses, audit, scheduler, suppressions
+from suppress import addresses, audit, clock, scheduler, suppressions
 from suppress.errors import ConfigError
 from suppress.models import AuditEvent, JobRun, Reason
 from suppress.runtime import Runtime
@@ -164,7 +164,7 @@ def test_a_missed_night_is_caught_up_once(jobs_rt: Runtime) -> None:
 def test_a_killed_run_is_marked_stale_and_re_run_idempotently(jobs_rt: Runtime) -> None:
     plan = schedule(jobs_rt)
     noon = local(2026, 11, 25, 12).astimezone(UTC)
-    past = audit.utcnow() - timedelta(minutes=5)
+    past = clock.utcnow() - timedelta(minutes=5)
     with jobs_rt.db.begin() as session:
         # What a process killed mid-run leaves behind: a claim whose lease has lapsed.
         for key in ("manual:20261125T100000Z:0a1b2c3d", "2026-11-25"):
@@ -190,7 +190,7 @@ def test_a_killed_run_is_marked_stale_and_re_run_idempotently(jobs_rt: Runtime) 
 
 
 def test_a_running_claim_with_a_live_lease_is_left_alone(jobs_rt: Runtime) -> None:
-    now = audit.utcnow()
+    now = clock.utcnow()
     with jobs_rt.db.begin() as session:
         session.add(
             JobRun(
@@ -227,7 +227,7 @@ def test_manual_runs_get_their_own_key_and_leave_the_night_alone(jobs_rt: Runtim
 
 
 def test_a_manual_run_waits_for_the_lease_rather_than_skip(jobs_rt: Runtime) -> None:
-    holder = scheduler.Lease(jobs_rt, "reconcile", seconds=60, clock=audit.utcnow)
+    holder = scheduler.Lease(jobs_rt, "reconcile", seconds=60, clock=clock.utcnow)
     assert holder.acquire(wait=0)
     result: list[scheduler.Outcome] = []
     worker = threading.Thread(
@@ -242,9 +242,9 @@ def test_a_manual_run_waits_for_the_lease_rather_than_skip(jobs_rt: Runtime) -> 
 
 
 def test_a_second_lease_is_refused_while_the_first_is_held(jobs_rt: Runtime) -> None:
-    first = scheduler.Lease(jobs_rt, "expire", seconds=60, clock=audit.utcnow)
-    second = scheduler.Lease(jobs_rt, "expire", seconds=60, clock=audit.utcnow)
-    other_job = scheduler.Lease(jobs_rt, "reconcile", seconds=60, clock=audit.utcnow)
+    first = scheduler.Lease(jobs_rt, "expire", seconds=60, clock=clock.utcnow)
+    second = scheduler.Lease(jobs_rt, "expire", seconds=60, clock=clock.utcnow)
+    other_job = scheduler.Lease(jobs_rt, "reconcile", seconds=60, clock=clock.utcnow)
     try:
         assert first.acquire(wait=0)
         assert not second.acquire(wait=0)
@@ -274,7 +274,7 @@ def test_a_failing_source_fails_the_run_and_says_why(db_url: str, tmp_path: Path
 
 
 def test_expire_job_lifts_lapsed_bounces(jobs_rt: Runtime) -> None:
-    now = audit.utcnow()
+    now = clock.utcnow()
     with jobs_rt.db.begin() as session:
         suppressions.add(
             session,
@@ -378,7 +378,7 @@ def test_healthz_reports_reconcile_age_and_readyz_ignores_it(
         "reconcile": {"last_success": None, "age_seconds": None, "stale": True},
     }
     assert client.get("/readyz").status_code == 200
-    finished = audit.utcnow() - timedelta(hours=27)
+    finished = clock.utcnow() - timedelta(hours=27)
     with rt.db.begin() as session:
         session.add(
             JobRun(

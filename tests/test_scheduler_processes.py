@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from suppress import addresses, audit, suppressions
+from suppress import addresses, clock, suppressions
 from suppress.models import AuditEvent, JobRun, ReconcileFile
 from suppress.runtime import Runtime
 
@@ -171,7 +171,7 @@ def test_two_schedulers_started_together_run_each_job_body_once(
     assert logs.count(f"reconcile {tonight}: running") == 1, logs
     with rt.db.begin(write=False) as session:
         target = addresses.address_target(rt.ring, "bo@example.se")
-        assert not suppressions.check(session, target, "news", now=audit.utcnow()).allowed
+        assert not suppressions.check(session, target, "news", now=clock.utcnow()).allowed
 
     # The CLI sees the same ledger, and a manual run takes a key of its own.
     listed = processes.cli("jobs", "list", "--json", "--job", "reconcile")
@@ -211,7 +211,7 @@ def test_a_run_killed_with_sigkill_is_recovered_by_the_next_scheduler(
         def lapsed() -> bool:
             with rt.db.begin(write=False) as session:
                 run = session.scalars(select(JobRun).where(JobRun.job == "reconcile")).one()
-                return run.lease_until is not None and run.lease_until < audit.utcnow()
+                return run.lease_until is not None and run.lease_until < clock.utcnow()
 
         wait_for("the killed run's lease to lapse", lapsed, processes)
         survivor = processes.start()
@@ -227,5 +227,5 @@ def test_a_run_killed_with_sigkill_is_recovered_by_the_next_scheduler(
         assert session.scalar(select(func.count()).select_from(ReconcileFile)) == 2
         for email in ("anna@example.se", "bo@example.se"):
             target = addresses.address_target(rt.ring, email)
-            assert not suppressions.check(session, target, "news", now=audit.utcnow()).allowed
+            assert not suppressions.check(session, target, "news", now=clock.utcnow()).allowed
     assert bodies_run(rt)[("reconcile", key)] == 1
