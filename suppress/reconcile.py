@@ -21,14 +21,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import addresses, audit, files, sources, suppressions
+from . import addresses, files, sources, suppressions
 from .access import neutralize
 from .addresses import KeyRing
 from .errors import ConfigError, InvalidEmail, SuppressError
-from .models import Reason, ReconcileFile, Suppression
+from .models import Reason, ReconcileFile
 
 Transactions = Callable[[], AbstractContextManager[Session]]
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -483,46 +483,3 @@ def reconcile(
         except SuppressError as exc:
             errors.append(f"audit {audit_spec.name}: {exc.message}")
     return ReconcileReport(tuple(files), tuple(audits), tuple(errors[:MAX_ERRORS]))
-
-
-@dataclass(frozen=True)
-class ExpireReport:
-    """Temporary (bounce) suppressions lifted because they expired."""
-
-    removed: int
-    reasons: dict[str, int]
-
-    def summary(self) -> dict[str, Any]:
-        return {"removed": self.removed, "reasons": dict(self.reasons), "errors": []}
-
-
-def expire(session: Session, *, now: datetime, actor: str = "job:expire") -> ExpireReport:
-    """Remove bounce suppressions whose expires_at has passed, one audit event each."""
-    audit.lock(session)
-    rows = session.scalars(
-        select(Suppression)
-        .where(
-            Suppression.expires_at.is_not(None),
-            Suppression.expires_at <= now,
-            Suppression.reason.in_(list(suppressions.TEMPORARY_REASONS)),
-        )
-        .order_by(Suppression.id)
-    ).all()
-    reasons: Counter[str] = Counter()
-    for row in rows:
-        audit.record(
-            session,
-            "expire",
-            actor=actor,
-            digest=row.digest,
-            kind=row.kind.value,
-            list=row.list,
-            reason=row.reason.value,
-            source=row.source,
-            detail={"expires_at": row.expires_at.isoformat() if row.expires_at else None},
-            at=now,
-        )
-        reasons[row.reason.value] += 1
-    if rows:
-        session.execute(delete(Suppression).where(Suppression.id.in_([r.id for r in rows])))
-    return ExpireReport(len(rows), dict(reasons))

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, clock, idempotency, jobs, reconcile
+from . import audit, clock, idempotency, jobs, reconcile, suppressions
 from .errors import ConfigError, ErrorCode, NotFound, SuppressError
 from .models import JobLease, JobRun
 from .runtime import Runtime
@@ -305,7 +305,7 @@ def _reconcile(ctx: Context) -> tuple[bool, dict[str, Any]]:
 
 def _expire(ctx: Context) -> tuple[bool, dict[str, Any]]:
     with ctx.rt.db.begin() as session:
-        report = reconcile.expire(session, now=ctx.now)
+        report = suppressions.expire(session, now=ctx.now)
     with ctx.rt.db.begin() as session:
         purged = idempotency.purge(session, ctx.rt.config.idempotency_hours, now=ctx.now)
     return True, {**report.summary(), "idempotency_purged": purged}

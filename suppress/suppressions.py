@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -592,3 +593,46 @@ def describe(row: Suppression) -> dict[str, Any]:
         if row.expires_at
         else None,
     }
+
+
+@dataclass(frozen=True)
+class ExpireReport:
+    """Temporary (bounce) suppressions lifted because they expired."""
+
+    removed: int
+    reasons: dict[str, int]
+
+    def summary(self) -> dict[str, Any]:
+        return {"removed": self.removed, "reasons": dict(self.reasons), "errors": []}
+
+
+def expire(session: Session, *, now: datetime, actor: str = "job:expire") -> ExpireReport:
+    """Remove bounce suppressions whose expires_at has passed, one audit event each."""
+    audit.lock(session)
+    rows = session.scalars(
+        select(Suppression)
+        .where(
+            Suppression.expires_at.is_not(None),
+            Suppression.expires_at <= now,
+            Suppression.reason.in_(list(TEMPORARY_REASONS)),
+        )
+        .order_by(Suppression.id)
+    ).all()
+    reasons: Counter[str] = Counter()
+    for row in rows:
+        audit.record(
+            session,
+            "expire",
+            actor=actor,
+            digest=row.digest,
+            kind=row.kind.value,
+            list=row.list,
+            reason=row.reason.value,
+            source=row.source,
+            detail={"expires_at": row.expires_at.isoformat() if row.expires_at else None},
+            at=now,
+        )
+        reasons[row.reason.value] += 1
+    if rows:
+        session.execute(delete(Suppression).where(Suppression.id.in_([r.id for r in rows])))
+    return ExpireReport(len(rows), dict(reasons))

@@ -23,7 +23,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import delete, select
 
-from suppress import addresses, apikeys, create_app, reconcile, suppressions
+from suppress import addresses, apikeys, create_app, suppressions
 from suppress import clock as wall
 from suppress.models import AuditEvent, IdempotencyKey, Reason, Role, Suppression
 
@@ -123,7 +123,7 @@ def test_rekeying_an_old_link_beside_a_bounce_keeps_the_opt_out(
         }
     clock.now += timedelta(days=10)
     with rt.db.begin() as session:
-        assert reconcile.expire(session, now=clock.now).removed == 0
+        assert suppressions.expire(session, now=clock.now).removed == 0
     verdict = client.post("/v1/check", json={"email": email, "list": "news"}, headers=headers)
     assert verdict.get_json()["allowed"] is False
     rt.db.dispose()
@@ -304,7 +304,7 @@ def test_gate_state_machine_never_lets_an_opt_out_through(
         @rule()
         def expire_job(self) -> None:
             with self.rt.db.begin() as session:
-                reconcile.expire(session, now=clock.now)
+                suppressions.expire(session, now=clock.now)
             for key, expires in list(self.model.items()):
                 if expires is not None and expires <= clock.now:
                     del self.model[key]

@@ -21,11 +21,11 @@ from suppress.reconcile import (
     Settings,
     SourceSpec,
     audit_contacts,
-    expire,
     reconcile,
     settings_from,
 )
 from suppress.runtime import Runtime
+from suppress.suppressions import expire
 
 ESP = Path(__file__).parent / "fixtures" / "esp"
 NOW = datetime(2026, 11, 25, 1, 30)
