@@ -49,6 +49,8 @@ IDEMPOTENCY_KEY_MAX = 255
 # RFC 8058 §3.1: mail clients post one-click url-encoded or as multipart/form-data.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 TEXT_TYPES = ("text/plain", "text/csv")
+# gunicorn answers an over-long request line itself, on any route.
+SERVER_REFUSAL = 414
 
 
 # --- field types ------------------------------------------------------------------------------
@@ -530,6 +532,8 @@ class Operation:
         415: "A body type the route does not take",
         422: "Invalid input (an address, list or reason), or an Idempotency-Key reused "
         "with another body",
+        414: "Request line over 4094 bytes: the server refuses it (an HTML page) before the "
+        "service sees it",
         429: "Rate limited; see Retry-After",
         503: "Database unavailable, rows under a pepper this instance lacks "
         "(pepper_missing), or secrets that differ from the other instances' "
@@ -538,7 +542,7 @@ class Operation:
 
     def statuses(self) -> list[int]:
         """Every error status this operation can answer, derived from what it takes."""
-        found = set(self.errors)
+        found = set(self.errors) | {SERVER_REFUSAL}
         takes_input = bool(self.query or self.body or self.texts or self.form or self.path)
         if takes_input or self.role or self.idempotent:
             found.add(400)
@@ -714,7 +718,7 @@ def _render(op: Operation, refs: Mapping[Any, Any], schemas: dict[str, Any]) -> 
     error = refs[(Error, "serialization")]
     for status in op.statuses():
         text = Operation.ERROR_TEXT.get(status, "Refused")
-        if op.html:
+        if op.html or status == SERVER_REFUSAL:
             responses[str(status)] = {"description": text, "content": {"text/html": {}}}
         else:
             responses[str(status)] = {"description": text, "content": _json(error)}

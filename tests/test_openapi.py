@@ -77,7 +77,7 @@ def test_the_unsubscribe_form_is_documented_for_both_encodings(client: FlaskClie
 def test_every_status_a_route_can_answer_is_listed(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     check = doc["paths"]["/v1/check"]["post"]["responses"]
-    assert set(check) == {"200", "400", "401", "403", "413", "422", "429", "503"}
+    assert set(check) == {"200", "400", "401", "403", "413", "414", "422", "429", "503"}
     imports = doc["paths"]["/v1/imports"]["post"]["responses"]
     assert {"415", "422"} <= set(imports)
     run = doc["paths"]["/v1/jobs/{name}/run"]["post"]["responses"]
@@ -86,7 +86,7 @@ def test_every_status_a_route_can_answer_is_listed(client: FlaskClient) -> None:
     assert "404" in removal
     page = doc["paths"]["/u/{token}"]["post"]["responses"]
     assert page["400"]["content"] == {"text/html": {}} and "429" in page
-    assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+    assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200", "414"}
 
 
 def test_the_document_is_kept_to_in_tests(app: Flask, client: FlaskClient) -> None:
