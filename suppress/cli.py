@@ -122,12 +122,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from .server import run
 
     warn_unconfigured_peppers()
-    server = runtime().config.server
+    server = runtime().config.settings.server
     run(
-        host=host or server["host"],
-        port=port or int(server["port"]),
-        workers=workers or int(server["workers"]),
-        timeout=int(server["timeout"]),
+        host=host or server.host,
+        port=port or server.port,
+        workers=workers or server.workers,
+        timeout=server.timeout,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SuppressError(Exception):
     """An error a client can act on; rendered as JSON, a page or a CLI line."""
@@ -103,7 +105,14 @@ class SecretsMismatch(SuppressError):
 
 
 class ConfigError(SuppressError):
-    """Configuration is missing or invalid; the process must not start."""
+    """Configuration is missing or invalid; the process must not start.
+
+    The message is one line; `problems` lists each problem found on its own.
+    """
 
     code = "config_error"
     status = 500
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems) or (message,)
