@@ -20,7 +20,15 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic import field_validator as _field_validator
 from pydantic_core import PydanticCustomError
 
@@ -88,6 +96,16 @@ class MetricsSettings(Section):
 
 class UnsubscribeSettings(Section):
     allow_insecure_base_url: bool = False
+
+
+def bounds(model: type[BaseModel], key: str) -> tuple[int, int]:
+    """The inclusive range of an integer field (for command-line options that override it)."""
+    low, high = None, None
+    for item in model.model_fields[key].metadata:
+        low = getattr(item, "ge", low)
+        high = getattr(item, "le", high)
+    assert isinstance(low, int) and isinstance(high, int), key
+    return low, high
 
 
 def page_languages() -> tuple[str, ...]:
@@ -212,10 +230,21 @@ class ReconcileSettings(Section):
         return value
 
 
+def _time_text(value: Any) -> Any:
+    """TOML's own local time (`reconcile_at = 02:30`, unquoted) as the text it stands for."""
+    if isinstance(value, dtime) and value.tzinfo is None and not value.microsecond:
+        return value.isoformat()
+    return value
+
+
+# "HH:MM" or "HH:MM:SS", quoted or as a TOML local time.
+LocalTime = Annotated[str, BeforeValidator(_time_text)]
+
+
 class SchedulerSettings(Section):
     timezone: str = "Europe/Stockholm"
-    reconcile_at: str = "02:30"
-    verify_audit_at: str = "02:30"
+    reconcile_at: LocalTime = "02:30"
+    verify_audit_at: LocalTime = "02:30"
     expire_minute: int = Field(default=5, ge=0, le=59)
     misfire_grace_seconds: int = Field(default=21600, ge=1)
     lease_seconds: int = Field(default=300, ge=1)

@@ -196,3 +196,13 @@ def test_init_refuses_a_wrong_configuration_before_writing_secrets(tmp_path: Pat
     assert "[server] workers: must be at least 1, not 0" in lines[0]
     assert "[ratelimit] pages: must be a rate such as '120 per minute', not 'lots'" in lines[0]
     assert not (tmp_path / "instance").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "bad", "allowed"),
+    [("--workers", "65", "1<=x<=64"), ("--port", "0", "1<=x<=65535")],
+)
+def test_serve_options_have_the_ranges_of_the_settings(option: str, bad: str, allowed: str) -> None:
+    result = CliRunner().invoke(main, ["serve", option, bad])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.stderr and allowed in result.stderr

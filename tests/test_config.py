@@ -524,7 +524,7 @@ list = "news"
 [scheduler]
 timezone = "UTC"
 reconcile_at = "03:15"
-verify_audit_at = "04:00:30"
+verify_audit_at = 04:00:30
 expire_minute = 0
 misfire_grace_seconds = 3600
 lease_seconds = 60
@@ -553,6 +553,7 @@ catch_up_minutes = 5
         ("plain", "generic", "complaint"),
     ]
     assert s.reconcile.audits[0].file == str(exports / "crm.csv")
-    assert (s.scheduler.zone.key, s.scheduler.verify_audit_time.second) == ("UTC", 30)
+    assert (s.scheduler.zone.key, s.scheduler.reconcile_time.minute) == ("UTC", 15)
+    assert s.scheduler.verify_audit_at == "04:00:30"  # an unquoted TOML time is taken too
     with pytest.raises(ValidationError):  # validated once, then never changed
         s.server.workers = 64  # type: ignore[misc]
