@@ -20,9 +20,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
-    pages.init_app(app, rt.config.section("pages"))
+    settings = rt.config.settings
+    pages.init_app(app, settings.pages)
     ratelimit.init_app(
-        app, rt.config.section("ratelimit"), pages=pages.bp, api=api.bp, api_key=api.rate_limit_key
+        app, settings.ratelimit, pages=pages.bp, api=api.bp, api_key=api.rate_limit_key
     )
     web.init_app(app)
     contract.init_app(app)

@@ -19,6 +19,7 @@ from . import config as config_module
 from .errors import SuppressError
 from .models import Reason
 from .runtime import Runtime
+from .settings import ServerSettings, bounds
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
@@ -108,13 +109,16 @@ def init() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default from config: 127.0.0.1).")
 @click.option(
-    "--port", type=click.IntRange(1, 65535), default=None, help="Port (default from config: 8000)."
+    "--port",
+    type=click.IntRange(*bounds(ServerSettings, "port")),
+    default=None,
+    help="Port (default from config: 8000).",
 )
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
+    type=click.IntRange(*bounds(ServerSettings, "workers")),
     default=None,
-    help="Worker processes, 1-64 (default from config).",
+    help="Worker processes (default from config).",
 )
 @handled
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
@@ -122,12 +126,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from .server import run
 
     warn_unconfigured_peppers()
-    server = runtime().config.server
+    server = runtime().config.settings.server
     run(
-        host=host or server["host"],
-        port=port or int(server["port"]),
-        workers=workers or int(server["workers"]),
-        timeout=int(server["timeout"]),
+        host=host or server.host,
+        port=port or server.port,
+        workers=workers or server.workers,
+        timeout=server.timeout,
     )
 
 

@@ -1,11 +1,11 @@
-"""Load and validate layered configuration and secrets; fail fast on anything wrong."""
+"""Layer configuration (defaults, file, environment, overrides), validate it once with the
+models of suppress.settings, and read the secrets; fail fast, naming every problem."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import copy
-import ipaddress
 import os
 import re
 import secrets
@@ -14,10 +14,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from . import clock, files
+from . import settings as settings_module
 from .errors import ConfigError
+from .settings import Location, Settings
 
 # Defaults ship inside the package (config/default.toml is the documented copy; a test keeps
 # the two identical), so an installed wheel runs with no source tree around.
@@ -41,16 +44,11 @@ class Config:
     base_url: str
     one_click: bool  # links carry RFC 8058 List-Unsubscribe-Post (an HTTPS or loopback base)
     instance_dir: Path
-    server: dict[str, Any]
     max_json_bytes: int
     idempotency_hours: int
     proxy_hops: int  # trusted reverse proxies in front (DESIGN §13); 0: forwarded headers ignored
-    raw: dict[str, Any] = field(repr=False)
-
-    def section(self, name: str) -> dict[str, Any]:
-        """A whole TOML section, for the components that own it."""
-        value = self.raw.get(name, {})
-        return value if isinstance(value, dict) else {}
+    # Every section, typed and validated: components read theirs here and check nothing again.
+    settings: Settings = field(repr=False)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -72,46 +70,79 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _coerce(name: str, text: str, default: Any) -> Any:
-    if isinstance(default, bool):
+# Secrets are read beside the settings, never validated or shown with them: top-level
+# `peppers` and `token_secrets` (test overrides; a SUPPRESS_CONFIG file) go to parse_peppers
+# and parse_token_secrets instead.
+SECRET_KEYS = ("peppers", "token_secrets")
+# Short environment names the contract gives to settings inside a section (DESIGN §13);
+# the long SUPPRESS_SECTION_KEY spelling works too, and the short one wins.
+ENV_ALIASES = {"SUPPRESS_PROXY_HOPS": ("server", "proxy_hops")}
+# Plain ASCII digits only: int() would also take "1_0", "+1", " 2 " and other scripts'
+# digits, and a proxy count of 10 read from "1_0" lets clients choose their address.
+INTEGER = re.compile(r"-?[0-9]{1,18}")
+NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?")
+
+
+@dataclass
+class Layered:
+    """The merged settings, which environment variable set which key, and what the
+    environment got wrong (a value that is no number is reported, and not applied)."""
+
+    values: dict[str, Any]
+    env_names: dict[Location, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _coerce(text: str, kind: type) -> Any:
+    """An environment string as `kind`; ValueError with what it must be."""
+    if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{name} must be true or false, not {text!r}")
-    if isinstance(default, int):
-        # Plain ASCII digits only: int() would also take "1_0", "+1", " 2 " and other scripts'
-        # digits, and a proxy count of 10 read from "1_0" lets clients choose their address.
-        if not re.fullmatch(r"-?[0-9]{1,18}", text):
-            raise ConfigError(f"{name} must be an integer, not {text!r}")
+        raise ValueError("must be true or false")
+    if kind is int:
+        if not INTEGER.fullmatch(text):
+            raise ValueError("must be an integer")
         return int(text)
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if kind is float:
+        if not NUMBER.fullmatch(text):
+            raise ValueError("must be a number")
+        return float(text)
     return text
 
 
-# Short environment names the contract gives to settings inside a section (DESIGN §13);
-# the long SUPPRESS_SECTION_KEY spelling works too, and the short one wins.
-ENV_ALIASES = {"SUPPRESS_PROXY_HOPS": ("server", "proxy_hops")}
+def env_names() -> dict[str, Location]:
+    """Every SUPPRESS_* name of a setting: SUPPRESS_K for a top-level key k, SUPPRESS_S_K for
+    key k of section [s], and the short aliases."""
+    names = {
+        "SUPPRESS_" + "_".join(str(part) for part in loc).upper(): loc
+        for loc in settings_module.scalar_keys()
+    }
+    names.update(ENV_ALIASES)  # after the long names: the short one wins
+    return names
 
 
-def _apply_env(settings: dict[str, Any], env: dict[str, str]) -> None:
-    for key, value in list(settings.items()):
-        if isinstance(value, dict):
-            for sub, default in value.items():
-                name = f"SUPPRESS_{key}_{sub}".upper()
-                if name in env and not isinstance(default, (dict, list)):
-                    value[sub] = _coerce(name, env[name], default)
-        else:
-            name = f"SUPPRESS_{key}".upper()
-            if name in env and not isinstance(value, list):
-                settings[key] = _coerce(name, env[name], value)
-    for name, (section, key) in ENV_ALIASES.items():
-        if name in env and isinstance(settings.get(section), dict):
-            settings[section][key] = _coerce(name, env[name], settings[section].get(key, 0))
+def _apply_env(layered: Layered, env: dict[str, str]) -> None:
+    kinds = settings_module.scalar_keys()
+    for name, loc in env_names().items():
+        if name not in env:
+            continue
+        try:
+            value = _coerce(env[name], kinds[loc])
+        except ValueError as exc:
+            shown = settings_module.shown(env[name])
+            layered.problems.append(
+                f"{name} ({settings_module.where(loc)}): {exc}"
+                + (f", not {shown}" if shown else "")
+            )
+            continue
+        table = layered.values
+        for part in map(str, loc[:-1]):
+            table = table.setdefault(part, {})
+        if isinstance(table, dict):  # else the file made the section no table: reported
+            table[str(loc[-1])] = value
+            layered.env_names[loc] = name
 
 
 def parse_peppers(text: str) -> tuple[tuple[str, bytes], ...]:
@@ -182,123 +213,118 @@ def generate_secrets(path: Path) -> bool:
 
 
 def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
-    """Layer defaults, SUPPRESS_CONFIG, SUPPRESS_* and overrides into a validated Config."""
+    """Layer defaults, SUPPRESS_CONFIG, SUPPRESS_* and overrides into a validated Config.
+
+    Every problem is reported at once, in one line, each naming its key as TOML spells it
+    (and the environment variable, when one set it): see suppress.settings.
+    """
     env = dict(os.environ if env is None else env)
-    settings = _layers(overrides, env)
-    instance_dir = Path(settings.get("instance_dir") or "instance").resolve()
+    layered = _layers(overrides, env)
+    given = {key: layered.values.pop(key) for key in SECRET_KEYS if key in layered.values}
+    settings = _validated(layered)
+    instance_dir = Path(settings.instance_dir or "instance").resolve()
     secrets_file = _secrets_file(settings)
     stored = _read_secrets(secrets_file)
     pepper_text = str(
-        settings.get("peppers") or env.get("SUPPRESS_PEPPERS") or stored.get("peppers", "")
+        given.get("peppers") or env.get("SUPPRESS_PEPPERS") or stored.get("peppers", "")
     )
     token_text = str(
-        settings.get("token_secrets")
+        given.get("token_secrets")
         or env.get("SUPPRESS_TOKEN_SECRETS")
         or stored.get("token_secrets", "")
     )
-    peppers = parse_peppers(pepper_text)
-    if not peppers:
-        raise ConfigError(
-            "no pepper configured: set SUPPRESS_PEPPERS or run 'suppress init' "
-            f"to create {secrets_file}"
-        )
-    token_secrets = parse_token_secrets(token_text)
-    if not token_secrets:
-        raise ConfigError(
-            "no token secret configured: set SUPPRESS_TOKEN_SECRETS or run 'suppress init' "
-            f"to create {secrets_file}"
-        )
-
-    database = settings["database"]
-    url = database.get("url") or f"sqlite:///{instance_dir / 'suppress.db'}"
-    base_url = str(settings.get("base_url", "")).rstrip("/")
-    one_click = _one_click(base_url, bool(settings["unsubscribe"]["allow_insecure_base_url"]))
-    api = settings["api"]
-    # A worker count from a typo (80000 for 8) would fork until memory runs out; one proxy hop
-    # too many lets clients choose their address.
-    server = settings["server"]
-    for key, low, high in (
-        ("port", 1, 65535),
-        ("workers", 1, 64),
-        ("timeout", 1, 86400),
-        ("proxy_hops", 0, 10),
-    ):
-        value = server.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(
-                f"[server] {key} must be an integer from {low} to {high}, not {value!r}"
+    problems: list[str] = []
+    try:
+        peppers = parse_peppers(pepper_text)
+        if not peppers:
+            problems.append(
+                "no pepper configured: set SUPPRESS_PEPPERS or run 'suppress init' "
+                f"to create {secrets_file}"
             )
+    except ConfigError as exc:
+        problems.append(exc.message)
+    try:
+        token_secrets = parse_token_secrets(token_text)
+        if not token_secrets:
+            problems.append(
+                "no token secret configured: set SUPPRESS_TOKEN_SECRETS or run 'suppress init' "
+                f"to create {secrets_file}"
+            )
+    except ConfigError as exc:
+        problems.append(exc.message)
+    if problems:
+        raise refused(problems)
+
+    database = settings.database
     return Config(
-        database_url=url,
-        sqlite_busy_timeout_ms=int(database["sqlite_busy_timeout_ms"]),
-        statement_timeout_ms=int(database["statement_timeout_ms"]),
-        pool_size=int(database["pool_size"]),
+        database_url=database.url or f"sqlite:///{instance_dir / 'suppress.db'}",
+        sqlite_busy_timeout_ms=database.sqlite_busy_timeout_ms,
+        statement_timeout_ms=database.statement_timeout_ms,
+        pool_size=database.pool_size,
         peppers=peppers,
         token_secrets=token_secrets,
-        base_url=base_url,
-        one_click=one_click,
+        base_url=settings.base_url.rstrip("/"),
+        one_click=settings.one_click,
         instance_dir=instance_dir,
-        server=dict(settings["server"]),
-        max_json_bytes=int(api["max_json_bytes"]),
-        idempotency_hours=int(api["idempotency_hours"]),
-        proxy_hops=int(server["proxy_hops"]),
-        raw=settings,
+        max_json_bytes=settings.api.max_json_bytes,
+        idempotency_hours=settings.api.idempotency_hours,
+        proxy_hops=settings.server.proxy_hops,
+        settings=settings,
     )
 
 
-def _is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _one_click(base_url: str, allow_insecure: bool) -> bool:
-    """Whether links on base_url may offer RFC 8058 one-click; ConfigError if it may not serve.
-
-    RFC 8058 §3.1 requires an HTTPS URI for one-click. Plain http is refused unless the host
-    is loopback (tests, `make run`) or the operator has allowed it, and then links carry no
-    List-Unsubscribe-Post: a mail client would otherwise POST the opt-out in clear text.
-    """
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"base_url must start with http:// or https://, not {base_url!r}")
-    try:
-        host = urlsplit(base_url).hostname
-    except ValueError:
-        host = None
-    if not host:
-        raise ConfigError(f"base_url must name a host, not {base_url!r}")
-    if base_url.startswith("https://") or _is_loopback(host):
-        return True
-    if allow_insecure:
-        return False
-    raise ConfigError(
-        f"base_url {base_url!r} is plain http on a host other than loopback: RFC 8058 one-click "
-        "needs https; use an https:// base_url, or set [unsubscribe] allow_insecure_base_url = "
-        "true (SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL) to send links without "
-        "List-Unsubscribe-Post"
+def refused(problems: list[str]) -> ConfigError:
+    """One ConfigError for every problem found, on one line."""
+    if len(problems) == 1:
+        return ConfigError(problems[0], problems=problems)
+    return ConfigError(
+        f"{len(problems)} configuration problems: " + "; ".join(problems), problems=problems
     )
 
 
-def _layers(overrides: dict[str, Any] | None, env: dict[str, str]) -> dict[str, Any]:
-    settings = _read_toml(DEFAULT_FILE)
-    extra = env.get("SUPPRESS_CONFIG")
-    if extra:
-        _merge(settings, _read_toml(Path(extra)))
-    _apply_env(settings, env)
-    if overrides:
-        _merge(settings, copy.deepcopy(overrides))
+def _validated(layered: Layered) -> Settings:
+    problems = list(layered.problems)
+    try:
+        settings = Settings.model_validate(layered.values)
+    except ValidationError as exc:
+        problems += settings_module.problems(exc, layered.env_names)
+    if problems:
+        raise refused(problems)
     return settings
 
 
-def _secrets_file(settings: dict[str, Any]) -> Path:
-    instance_dir = Path(settings.get("instance_dir") or "instance").resolve()
-    return Path(settings["secrets"].get("file") or instance_dir / "secrets.toml")
+def _layers(overrides: dict[str, Any] | None, env: dict[str, str]) -> Layered:
+    layered = Layered(_read_toml(DEFAULT_FILE))
+    extra = env.get("SUPPRESS_CONFIG")
+    if extra:
+        _merge(layered.values, _read_toml(Path(extra)))
+    _apply_env(layered, env)
+    if overrides:
+        _merge(layered.values, copy.deepcopy(overrides))
+        for loc in list(layered.env_names):  # overrides come last: no longer the variable's
+            if _leaf(overrides, loc):
+                del layered.env_names[loc]
+    return layered
+
+
+def _leaf(tree: dict[str, Any], loc: Location) -> bool:
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _secrets_file(settings: Settings) -> Path:
+    instance_dir = Path(settings.instance_dir or "instance").resolve()
+    return Path(settings.secrets.file or instance_dir / "secrets.toml")
 
 
 def secrets_path(overrides: dict[str, Any] | None = None) -> Path:
-    """Where the secrets file lives, without requiring it to exist yet."""
-    return _secrets_file(_layers(overrides, dict(os.environ)))
+    """Where the secrets file lives, without requiring it to exist yet (the settings must be
+    valid: `suppress init` refuses a wrong configuration before it writes anything)."""
+    layered = _layers(overrides, dict(os.environ))
+    for key in SECRET_KEYS:
+        layered.values.pop(key, None)
+    return _secrets_file(_validated(layered))

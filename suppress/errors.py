@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 
 class ErrorCode(enum.StrEnum):
@@ -134,7 +135,14 @@ class SecretsMismatch(SuppressError):
 
 
 class ConfigError(SuppressError):
-    """Configuration is missing or invalid; the process must not start."""
+    """Configuration is missing or invalid; the process must not start.
+
+    The message is one line; `problems` lists each problem found on its own.
+    """
 
     code = ErrorCode.config_error
     status = 500
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems) or (message,)

@@ -147,7 +147,7 @@ def _registry(app: Flask) -> CollectorRegistry:
         MultiProcessCollector(registry, path=directory)
     else:
         registry.register(_ProcessCollector())
-    ttl = float(app.extensions["suppress"].config.section("metrics").get("gauge_ttl_seconds", 60))
+    ttl = app.extensions["suppress"].config.settings.metrics.gauge_ttl_seconds
     registry.register(DatabaseCollector(app, ttl))
     return registry
 

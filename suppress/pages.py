@@ -18,15 +18,14 @@ from werkzeug.exceptions import HTTPException
 
 from . import clock, suppressions
 from .contract import Answer, Operation, PageQuery, UnsubscribeForm, operation
-from .errors import ConfigError, InvalidToken, SecretsMismatch, SuppressError, Unavailable
+from .errors import InvalidToken, SecretsMismatch, SuppressError, Unavailable
 from .models import GLOBAL_LIST, Reason
 from .runtime import Runtime
+from .settings import PagesSettings, page_languages
 from .tokens import Claim
 
 bp = Blueprint("pages", __name__, url_prefix="/u")
 log = logging.getLogger("suppress.pages")
-# Message ids are English; every other language is a catalog in suppress/translations/.
-SOURCE_LANGUAGE = "en"
 ACTOR = "recipient"
 STYLESHEET = Path(__file__).resolve().parent / "templates" / "page.css"
 # Which problem page a failure shows; anything else gets the generic one.
@@ -61,17 +60,13 @@ def select_language() -> str:
     return request.accept_languages.best_match(codes, default=pages.default_language) or ""
 
 
-def init_app(app: Flask, settings: dict[str, Any]) -> None:
+def init_app(app: Flask, settings: PagesSettings) -> None:
     """Wire Flask-Babel, the page headers and the blueprint."""
-    babel = Babel(app, locale_selector=select_language)
+    Babel(app, locale_selector=select_language)
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
-    with app.app_context():
-        codes = {SOURCE_LANGUAGE} | {str(loc) for loc in babel.list_translations()}
-    default = str(settings.get("default_language") or "sv")
-    if default not in codes:
-        raise ConfigError(
-            f"[pages] default_language {default!r} has no catalog; have: {sorted(codes)}"
-        )
+    # English and every compiled catalog; the default is one of them (suppress.settings).
+    codes = page_languages()
+    default = settings.default_language
     app.config["BABEL_DEFAULT_LOCALE"] = default
     css = STYLESHEET.read_text("utf-8")
     digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode()

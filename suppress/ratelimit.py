@@ -10,9 +10,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from limits import parse_many
 
-from .errors import ConfigError
+from .settings import RateLimitSettings
 
 log = logging.getLogger("suppress.ratelimit")
 # Retry-After when the storage cannot tell when the window resets.
@@ -21,21 +20,9 @@ FALLBACK_RETRY_AFTER = 60
 REDIS_OPTIONS: dict[str, Any] = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 
 
-def _validated(settings: dict[str, Any], name: str) -> str:
-    value = settings.get(name)
-    try:
-        if not isinstance(value, str) or not parse_many(value):
-            raise ValueError(value)
-    except ValueError:
-        raise ConfigError(
-            f"[ratelimit] {name} must be a rate such as '120 per minute', not {value!r}"
-        ) from None
-    return value
-
-
 def init_app(
     app: Flask,
-    settings: dict[str, Any],
+    settings: RateLimitSettings,
     *,
     pages: Blueprint,
     api: Blueprint,
@@ -52,7 +39,7 @@ def init_app(
         key = api_key()
         return "ip:" + get_remote_address() if key is None else "key:" + key
 
-    storage_url = str(settings.get("storage_url") or "memory://")
+    storage_url = settings.storage_url or "memory://"
     limiter = Limiter(
         get_remote_address,
         app=app,
@@ -65,11 +52,12 @@ def init_app(
         in_memory_fallback_enabled=True,
         swallow_errors=True,
         headers_enabled=False,
-        enabled=bool(settings.get("enabled", True)),
+        enabled=settings.enabled,
     )
-    limiter.shared_limit(_validated(settings, "pages"), scope="pages")(pages)
+    # The rates were checked with the rest of the configuration (suppress.settings).
+    limiter.shared_limit(settings.pages, scope="pages")(pages)
     # One budget across every /v1 route (not one per route), as for the pages.
-    limiter.shared_limit(_validated(settings, "api"), scope="api", key_func=api_identity)(api)
+    limiter.shared_limit(settings.api, scope="api", key_func=api_identity)(api)
 
     @app.after_request
     def retry_after(response: Response) -> Response:

@@ -29,9 +29,9 @@ from .access import neutralize
 from .addresses import KeyRing
 from .errors import ConfigError, InvalidEmail, SuppressError
 from .models import Reason, ReconcileFile
+from .settings import ReconcileSettings
 
 Transactions = Callable[[], AbstractContextManager[Session]]
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Rows per write transaction: short enough that API writers on SQLite never wait long for
 # the write lock; adds are idempotent, so a run killed between chunks loses nothing.
 CHUNK = 500
@@ -70,68 +70,31 @@ class Settings:
     soft_bounce_days: int = 30
 
 
-def _path(value: Any, what: str) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{what} must be a non-empty path")
+def _path(value: str) -> Path:
     return Path(value).expanduser().resolve()
 
 
-def _name(value: Any, what: str, seen: set[str]) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
-        raise ConfigError(f"{what} name must match {NAME.pattern}")
-    if value in seen:
-        raise ConfigError(f"{what} name {value!r} appears twice")
-    seen.add(value)
-    return value
-
-
-def _list(value: Any, what: str) -> str:
-    try:
-        return suppressions.validate_list(value)
-    except SuppressError as exc:
-        raise ConfigError(f"{what}: {exc.message}") from None
-
-
-def settings_from(section: dict[str, Any], instance_dir: Path) -> Settings:
-    """Validate the `[reconcile]` section (fail fast with the key at fault)."""
-    folder = section.get("reports_folder") or str(instance_dir / "reports")
-    specs: list[SourceSpec] = []
-    seen: set[str] = set()
-    for item in section.get("sources", []):
-        name = _name(item.get("name"), "[[reconcile.sources]]", seen)
-        what = f"[[reconcile.sources]] {name}"
-        fmt = item.get("format", "generic")
-        if fmt not in sources.FORMATS:
-            raise ConfigError(f"{what}: format must be one of {', '.join(sources.FORMATS)}")
-        reason = item.get("reason")
-        specs.append(
+def settings_from(section: ReconcileSettings, instance_dir: Path) -> Settings:
+    """The `[reconcile]` section (validated with the configuration) with its paths resolved
+    from the current working directory, and reports in <instance_dir>/reports by default."""
+    return Settings(
+        reports_folder=_path(section.reports_folder or str(instance_dir / "reports")),
+        sources=tuple(
             SourceSpec(
-                name=name,
-                folder=_path(item.get("folder"), f"{what} folder"),
-                format=fmt,
-                list=_list(item.get("list"), what),
-                reason=None if reason in (None, "") else _reason(reason, what),
+                name=item.name,
+                folder=_path(item.folder),
+                format=item.format,
+                list=item.list,
+                reason=Reason(item.reason) if item.reason else None,
             )
-        )
-    audits: list[AuditSpec] = []
-    seen = set()
-    for item in section.get("audits", []):
-        name = _name(item.get("name"), "[[reconcile.audits]]", seen)
-        what = f"[[reconcile.audits]] {name}"
-        audits.append(
-            AuditSpec(name, _path(item.get("file"), f"{what} file"), _list(item.get("list"), what))
-        )
-    days = section.get("soft_bounce_days", 30)
-    if not isinstance(days, int) or days < 1:
-        raise ConfigError("[reconcile] soft_bounce_days must be a positive integer")
-    return Settings(_path(folder, "[reconcile] reports_folder"), tuple(specs), tuple(audits), days)
-
-
-def _reason(value: Any, what: str) -> Reason:
-    try:
-        return suppressions.parse_reason(value)
-    except SuppressError as exc:
-        raise ConfigError(f"{what}: {exc.message}") from None
+            for item in section.sources
+        ),
+        audits=tuple(
+            AuditSpec(name=item.name, file=_path(item.file), list=item.list)
+            for item in section.audits
+        ),
+        soft_bounce_days=section.soft_bounce_days,
+    )
 
 
 # --- reports ---------------------------------------------------------------------------------

@@ -21,16 +21,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import audit, clock, idempotency, jobs, reconcile, suppressions
-from .errors import ConfigError, ErrorCode, NotFound, SuppressError
+from .errors import ErrorCode, NotFound, SuppressError
 from .models import JobLease, JobRun
 from .runtime import Runtime
+from .settings import SchedulerSettings
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.blocking import BlockingScheduler
@@ -56,7 +57,7 @@ class JobBusy(SuppressError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """The validated `[scheduler]` section."""
+    """The `[scheduler]` section as the jobs use it."""
 
     timezone: ZoneInfo
     reconcile_at: dtime
@@ -78,40 +79,17 @@ class Schedule:
         return CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=self.timezone)
 
 
-def _time(value: Any, key: str) -> dtime:
-    try:
-        return dtime.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"[scheduler] {key} must be a local time HH:MM[:SS]") from None
-
-
-def _positive(section: dict[str, Any], key: str, default: int) -> int:
-    value = section.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"[scheduler] {key} must be a positive integer")
-    return value
-
-
-def schedule_from(section: dict[str, Any]) -> Schedule:
-    """Validate the `[scheduler]` section (fail fast with the key at fault)."""
-    try:
-        zone = ZoneInfo(str(section.get("timezone", "Europe/Stockholm")))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            "[scheduler] timezone must be an IANA name such as Europe/Stockholm"
-        ) from None
-    minute = section.get("expire_minute", 5)
-    if not isinstance(minute, int) or not 0 <= minute <= 59:
-        raise ConfigError("[scheduler] expire_minute must be 0-59")
+def schedule_from(section: SchedulerSettings) -> Schedule:
+    """The schedule of the `[scheduler]` section (validated with the configuration)."""
     return Schedule(
-        timezone=zone,
-        reconcile_at=_time(section.get("reconcile_at", "02:30"), "reconcile_at"),
-        verify_audit_at=_time(section.get("verify_audit_at", "02:30"), "verify_audit_at"),
-        expire_minute=minute,
-        misfire_grace_seconds=_positive(section, "misfire_grace_seconds", 6 * 3600),
-        lease_seconds=_positive(section, "lease_seconds", 300),
-        lease_wait_seconds=_positive(section, "lease_wait_seconds", 900),
-        catch_up_minutes=_positive(section, "catch_up_minutes", 15),
+        timezone=section.zone,
+        reconcile_at=section.reconcile_time,
+        verify_audit_at=section.verify_audit_time,
+        expire_minute=section.expire_minute,
+        misfire_grace_seconds=section.misfire_grace_seconds,
+        lease_seconds=section.lease_seconds,
+        lease_wait_seconds=section.lease_wait_seconds,
+        catch_up_minutes=section.catch_up_minutes,
     )
 
 
@@ -294,9 +272,7 @@ class Context:
 
 
 def _reconcile(ctx: Context) -> tuple[bool, dict[str, Any]]:
-    settings = reconcile.settings_from(
-        ctx.rt.config.section("reconcile"), ctx.rt.config.instance_dir
-    )
+    settings = reconcile.settings_from(ctx.rt.config.settings.reconcile, ctx.rt.config.instance_dir)
     report = reconcile.reconcile(
         ctx.rt.db.begin, ctx.rt.ring, settings, now=ctx.now, run_key=ctx.run_key
     )
@@ -400,7 +376,7 @@ def run_job(
     """Run `job` under `key` at most once to completion; `now` is the body's clock."""
     if job not in BODIES:
         raise NotFound(f"no job named {job!r}; jobs: {', '.join(JOBS)}")
-    schedule = schedule_from(rt.config.section("scheduler"))
+    schedule = schedule_from(rt.config.settings.scheduler)
     lease = Lease(rt, job, seconds=schedule.lease_seconds, clock=clock)
     if not lease.acquire(wait):
         log.info("%s %s: lease still taken after %.0fs; not run", job, key, wait)
@@ -452,7 +428,7 @@ def run_manual(rt: Runtime, job: str, *, now: datetime | None = None) -> Outcome
     """A manual run: its own run key, and it waits for the lease rather than skip."""
     if job not in BODIES:
         raise NotFound(f"no job named {job!r}; jobs: {', '.join(JOBS)}")
-    schedule = schedule_from(rt.config.section("scheduler"))
+    schedule = schedule_from(rt.config.settings.scheduler)
     outcome = run_job(
         rt, job, manual_key(clock.utcnow()), wait=schedule.lease_wait_seconds, now=now
     )
@@ -593,8 +569,7 @@ def build(rt: Runtime, schedule: Schedule) -> BlockingScheduler:
 
 def serve(rt: Runtime) -> None:
     """Run the scheduler until SIGTERM or SIGINT; running jobs finish first."""
-    schedule = schedule_from(rt.config.section("scheduler"))
-    reconcile.settings_from(rt.config.section("reconcile"), rt.config.instance_dir)
+    schedule = schedule_from(rt.config.settings.scheduler)
     scheduler = build(rt, schedule)
 
     def stop(signum: int, _frame: Any) -> None:

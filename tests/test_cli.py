@@ -156,3 +156,53 @@ def test_init_writes_no_secrets_file_when_the_environment_holds_the_secrets(
     assert "come from the environment" in result.stderr
     assert not (instance / "secrets.toml").exists()
     assert (instance / "suppress.db").exists()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["scheduler"], ["jobs", "run", "expire"]])
+def test_a_mistyped_setting_stops_the_command_with_one_line_naming_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    extra = tmp_path / "suppress.toml"
+    extra.write_text("[server]\nwokers = 4\n")
+    env: dict[str, str | None] = {
+        "SUPPRESS_CONFIG": str(extra),
+        "SUPPRESS_INSTANCE_DIR": str(tmp_path / "instance"),
+        "SUPPRESS_DATABASE_URL": None,
+        "SUPPRESS_PEPPERS": TEST_PEPPER,
+        "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET,
+    }
+    result = CliRunner().invoke(main, command, env=env, catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: [server] wokers: unknown setting (did you mean workers?) [config_error]\n"
+    )
+    assert not (tmp_path / "instance").exists()  # nothing was started or created
+
+
+def test_init_refuses_a_wrong_configuration_before_writing_secrets(tmp_path: Path) -> None:
+    extra = tmp_path / "suppress.toml"
+    extra.write_text("[server]\nworkers = 0\n[ratelimit]\npages = 'lots'\n")
+    env: dict[str, str | None] = {
+        "SUPPRESS_CONFIG": str(extra),
+        "SUPPRESS_INSTANCE_DIR": str(tmp_path / "instance"),
+        "SUPPRESS_DATABASE_URL": None,
+        "SUPPRESS_PEPPERS": None,
+        "SUPPRESS_TOKEN_SECRETS": None,
+    }
+    result = CliRunner().invoke(main, ["init"], env=env, catch_exceptions=False)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 2 configuration problems: ")
+    assert "[server] workers: must be at least 1, not 0" in lines[0]
+    assert "[ratelimit] pages: must be a rate such as '120 per minute', not 'lots'" in lines[0]
+    assert not (tmp_path / "instance").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "bad", "allowed"),
+    [("--workers", "65", "1<=x<=64"), ("--port", "0", "1<=x<=65535")],
+)
+def test_serve_options_have_the_ranges_of_the_settings(option: str, bad: str, allowed: str) -> None:
+    result = CliRunner().invoke(main, ["serve", option, bad])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.stderr and allowed in result.stderr

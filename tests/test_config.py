@@ -5,16 +5,21 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import tomllib
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
+from pydantic import ValidationError
 
-from suppress import config
+from suppress import config, sources
 from suppress.errors import ConfigError
+from suppress.settings import AuditSettings, Settings, SourceFormat, SourceSettings
 
 from .conftest import TEST_PEPPER
 
 PEPPER_B = "b:" + base64.b64encode(b"b" * 32).decode()
+DOCUMENTED = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
 
 def env(**values: str) -> dict[str, str]:
@@ -26,7 +31,7 @@ def test_defaults_come_from_default_toml(tmp_path: Path) -> None:
     cfg = config.load({"instance_dir": str(tmp_path)}, env=env())
     assert cfg.database_url == f"sqlite:///{tmp_path / 'suppress.db'}"
     assert cfg.max_json_bytes == 1024 * 1024
-    assert cfg.server["port"] == 8000
+    assert cfg.settings.server.port == 8000
     assert cfg.peppers[0][0] == "t1"
 
 
@@ -40,7 +45,7 @@ def test_layers_file_then_environment_then_overrides(tmp_path: Path) -> None:
         SUPPRESS_DATABASE_URL="sqlite:////tmp/x.db",
     )
     cfg = config.load({"server": {"workers": 3}}, env=values)
-    assert cfg.server == {**cfg.server, "workers": 3, "port": 9100}
+    assert (cfg.settings.server.workers, cfg.settings.server.port) == (3, 9100)
     assert cfg.base_url == "https://env.example.com"
     assert cfg.database_url == "sqlite:////tmp/x.db"
 
@@ -98,8 +103,11 @@ def test_peppers_keep_their_order_first_is_active(tmp_path: Path) -> None:
 
 
 def test_bad_environment_values_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="SUPPRESS_SERVER_PORT must be an integer"):
+    with pytest.raises(ConfigError) as refused:
         config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_SERVER_PORT="eighty"))
+    assert refused.value.message == (
+        "SUPPRESS_SERVER_PORT ([server] port): must be an integer, not 'eighty'"
+    )
     with pytest.raises(ConfigError, match="not valid TOML"):
         bad = tmp_path / "bad.toml"
         bad.write_text("[[[")
@@ -168,7 +176,11 @@ def test_insecure_base_url_is_allowed_by_toml_or_environment_without_one_click(
         env=env(SUPPRESS_BASE_URL="https://suppress.example.com"),
     )
     assert allowed_https.one_click is True
-    with pytest.raises(ConfigError, match="SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL must be"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL \(\[unsubscribe\] "
+        r"allow_insecure_base_url\): must be true or false, not 'sometimes'$",
+    ):
         config.load(
             {"instance_dir": str(tmp_path)},
             env=env(SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL="sometimes"),
@@ -177,7 +189,7 @@ def test_insecure_base_url_is_allowed_by_toml_or_environment_without_one_click(
 
 @pytest.mark.parametrize("base_url", ["ftp://x.example.com", "http://", "https:///path"])
 def test_base_url_without_a_web_scheme_or_host_is_refused(tmp_path: Path, base_url: str) -> None:
-    with pytest.raises(ConfigError, match="base_url must"):
+    with pytest.raises(ConfigError, match=r"^SUPPRESS_BASE_URL \(base_url\): must (start|name)"):
         config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_BASE_URL=base_url))
 
 
@@ -224,3 +236,324 @@ def test_packaged_defaults_are_the_documented_copy() -> None:
     documented = Path(__file__).resolve().parent.parent / "config" / "default.toml"
     assert config.DEFAULT_FILE.parent == Path(config.__file__).resolve().parent
     assert config.DEFAULT_FILE.read_bytes() == documented.read_bytes()
+
+
+# --- typed settings: one validation at start ----------------------------------------------------
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "suppress.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def refusal(tmp_path: Path, text: str = "", overrides: Any = None, **values: str) -> ConfigError:
+    """The ConfigError of loading `text` as the SUPPRESS_CONFIG file (and env values)."""
+    if text:
+        values["SUPPRESS_CONFIG"] = write(tmp_path, text)
+    with pytest.raises(ConfigError) as refused:
+        config.load({"instance_dir": str(tmp_path), **(overrides or {})}, env=env(**values))
+    assert "\n" not in refused.value.message
+    return refused.value
+
+
+def test_the_models_defaults_are_default_toml() -> None:
+    documented = tomllib.loads(DOCUMENTED.read_text("utf-8"))
+    # Every key of the documented file is a model field and vice versa, with the same default.
+    assert Settings().model_dump() == documented
+    assert Settings.model_validate(documented) == Settings()
+
+
+def test_the_documented_source_and_audit_examples_are_what_the_models_take() -> None:
+    # default.toml shows one [[reconcile.sources]] and one [[reconcile.audits]] table in
+    # comments ("#   key = value"): uncommented, they hold every key of the entry models.
+    text = DOCUMENTED.read_text("utf-8")
+    section = text[text.index("\n[reconcile]\n") : text.index("\n[scheduler]\n")]
+    example = "\n".join(line[4:] for line in section.splitlines() if line.startswith("#   "))
+    entries = tomllib.loads(example)["reconcile"]
+    assert set(entries) == {"sources", "audits"}
+    parsed = Settings.model_validate({"reconcile": entries}).reconcile
+    assert set(entries["sources"][0]) == set(SourceSettings.model_fields)
+    assert set(entries["audits"][0]) == set(AuditSettings.model_fields)
+    assert (parsed.sources[0].format, parsed.audits[0].list) == ("sendgrid", "news")
+
+
+def test_source_formats_are_the_formats_with_a_parser() -> None:
+    assert get_args(SourceFormat) == sources.FORMATS
+
+
+def test_every_setting_keeps_its_environment_name(tmp_path: Path) -> None:
+    names = config.env_names()
+    # The names operators use today (README, deploy/suppress.env, docs/operations.md).
+    for name in (
+        "SUPPRESS_BASE_URL",
+        "SUPPRESS_INSTANCE_DIR",
+        "SUPPRESS_DATABASE_URL",
+        "SUPPRESS_DATABASE_STATEMENT_TIMEOUT_MS",
+        "SUPPRESS_SERVER_HOST",
+        "SUPPRESS_SERVER_PORT",
+        "SUPPRESS_SERVER_WORKERS",
+        "SUPPRESS_SERVER_TIMEOUT",
+        "SUPPRESS_SERVER_PROXY_HOPS",
+        "SUPPRESS_PROXY_HOPS",
+        "SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL",
+        "SUPPRESS_RATELIMIT_PAGES",
+        "SUPPRESS_RATELIMIT_API",
+        "SUPPRESS_RATELIMIT_STORAGE_URL",
+        "SUPPRESS_RATELIMIT_ENABLED",
+    ):
+        assert name in names
+    # One per scalar key of default.toml, SUPPRESS_<SECTION>_<KEY>, and each one takes effect.
+    documented = tomllib.loads(DOCUMENTED.read_text("utf-8"))
+    scalars = {
+        (section, key)
+        for section, table in documented.items()
+        if isinstance(table, dict)
+        for key, value in table.items()
+        if not isinstance(value, list)
+    } | {(key,) for key, value in documented.items() if not isinstance(value, dict)}
+    assert set(names.values()) == scalars
+    changed: dict[str, str] = {}
+    for name, loc in names.items():
+        default = Settings().model_dump()
+        for part in loc:
+            default = default[part]
+        if isinstance(default, bool):
+            changed[name] = "false" if default else "true"
+        elif isinstance(default, int | float) and name != "SUPPRESS_PROXY_HOPS":
+            changed[name] = str(int(default) + 1)
+    cfg = config.load({"instance_dir": str(tmp_path)}, env=env(**changed))
+    for name, text in changed.items():
+        value: Any = cfg.settings.model_dump()
+        for part in names[name]:
+            value = value[part]
+        assert str(value).lower() in (text, text + ".0"), name
+
+
+def test_a_mistyped_key_in_a_section_is_refused_with_its_name(tmp_path: Path) -> None:
+    refused = refusal(tmp_path, "[server]\nwokers = 4\n")
+    assert refused.message == "[server] wokers: unknown setting (did you mean workers?)"
+    assert refused.problems == (refused.message,)
+
+
+def test_a_mistyped_key_or_section_at_the_top_level_is_refused(tmp_path: Path) -> None:
+    refused = refusal(tmp_path, 'base_ur = "https://x.example.com"\n[sever]\nport = 1\n')
+    assert refused.problems == (
+        "base_ur: unknown setting (did you mean base_url?)",
+        "[sever]: unknown section (did you mean server?)",
+    )
+    assert refusal(tmp_path, "colour = 1\n").message == "colour: unknown setting"
+
+
+def test_a_mistyped_key_in_a_reconcile_source_is_refused(tmp_path: Path) -> None:
+    refused = refusal(
+        tmp_path,
+        '[[reconcile.sources]]\nname = "sg"\nfolder = "/srv/sg"\nlist = "news"\n'
+        '[[reconcile.sources]]\nname = "mc"\nfolde = "/srv/mc"\nlist = "news"\n',
+    )
+    assert refused.problems == (
+        "[[reconcile.sources]] #2 folder: required",
+        "[[reconcile.sources]] #2 folde: unknown setting (did you mean folder?)",
+    )
+    assert refused.message.startswith("2 configuration problems: [[reconcile.sources]] #2")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[server]\nworkers = "4"\n', "[server] workers: must be an integer, not '4'"),
+        ("[server]\nworkers = 4.0\n", "[server] workers: must be an integer, not 4.0"),
+        ("[server]\nworkers = true\n", "[server] workers: must be an integer, not true"),
+        ("[ratelimit]\npages = 120\n", "[ratelimit] pages: must be a string (in quotes), not 120"),
+        (
+            '[unsubscribe]\nallow_insecure_base_url = "yes"\n',
+            "[unsubscribe] allow_insecure_base_url: must be true or false, not 'yes'",
+        ),
+        ("server = 8000\n", "[server]: must be a table, not 8000"),
+        ("[reconcile]\nsources = 1\n", "[reconcile] sources: must be a list, not 1"),
+        ("base_url = 7\n", "base_url: must be a string (in quotes), not 7"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused(tmp_path: Path, text: str, problem: str) -> None:
+    assert refusal(tmp_path, text).problems == (problem,)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[server]\nworkers = 65\n", "[server] workers: must be at most 64, not 65"),
+        ("[server]\nport = 0\n", "[server] port: must be at least 1, not 0"),
+        ("[server]\ntimeout = 86401\n", "[server] timeout: must be at most 86400, not 86401"),
+        ("[server]\nproxy_hops = -1\n", "[server] proxy_hops: must be at least 0, not -1"),
+        ("[database]\npool_size = 0\n", "[database] pool_size: must be at least 1, not 0"),
+        ("[api]\nidempotency_hours = 0\n", "[api] idempotency_hours: must be at least 1, not 0"),
+        ("[metrics]\ngauge_ttl_seconds = -1\n", "[metrics] gauge_ttl_seconds: must be at least 0"),
+    ],
+)
+def test_a_value_out_of_range_is_refused(tmp_path: Path, text: str, problem: str) -> None:
+    assert refusal(tmp_path, text).problems[0].startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ({"ratelimit": {"pages": "lots"}}, "[ratelimit] pages: must be a rate such as"),
+        ({"ratelimit": {"api": "5 per fortnight"}}, "[ratelimit] api: must be a rate such as"),
+        ({"ratelimit": {"api": ""}}, "[ratelimit] api: must be a rate such as"),
+        ({"pages": {"default_language": "xx"}}, "[pages] default_language: 'xx' has no catalog"),
+        ({"scheduler": {"timezone": "Mars/Olympus"}}, "[scheduler] timezone: must be an IANA"),
+    ],
+)
+def test_the_checks_components_made_are_made_at_load(
+    tmp_path: Path, section: dict[str, Any], problem: str
+) -> None:
+    assert refusal(tmp_path, overrides=section).message.startswith(problem)
+
+
+def test_several_problems_are_reported_at_once(tmp_path: Path) -> None:
+    refused = refusal(
+        tmp_path,
+        '[server]\nwokers = 4\nport = 0\n[scheduler]\ntimezone = "Mars/Olympus"\n',
+        SUPPRESS_SERVER_TIMEOUT="soon",
+        SUPPRESS_PEPPERS="nocolon",
+    )
+    assert refused.problems == (
+        "SUPPRESS_SERVER_TIMEOUT ([server] timeout): must be an integer, not 'soon'",
+        "[server] port: must be at least 1, not 0",
+        "[server] wokers: unknown setting (did you mean workers?)",
+        "[scheduler] timezone: must be an IANA time zone such as Europe/Stockholm, not "
+        "'Mars/Olympus'",
+    )  # secrets are read once the settings are right: the pepper is not reported yet
+    assert refused.message == "4 configuration problems: " + "; ".join(refused.problems)
+
+
+def test_both_secrets_problems_are_reported_at_once(tmp_path: Path) -> None:
+    refused = refusal(tmp_path, SUPPRESS_PEPPERS="nocolon", SUPPRESS_TOKEN_SECRETS="short")
+    assert len(refused.problems) == 2
+    assert refused.problems[0].startswith("peppers must look like")
+    assert refused.problems[1] == (
+        "token secret 1 of 1 is too short: at least 32 characters are required"
+    )
+    assert "nocolon" not in refused.message and "short," not in refused.message
+
+
+def test_a_bad_environment_value_names_its_variable_and_key(tmp_path: Path) -> None:
+    assert refusal(tmp_path, SUPPRESS_SERVER_WORKERS="100000").problems == (
+        "SUPPRESS_SERVER_WORKERS ([server] workers): must be at most 64, not 100000",
+    )
+    assert refusal(tmp_path, SUPPRESS_RATELIMIT_PAGES="lots").message.startswith(
+        "SUPPRESS_RATELIMIT_PAGES ([ratelimit] pages): must be a rate such as '120 per minute'"
+    )
+    # The short name is the one named when it set the value.
+    assert refusal(tmp_path, SUPPRESS_PROXY_HOPS="11").message == (
+        "SUPPRESS_PROXY_HOPS ([server] proxy_hops): must be at most 10, not 11"
+    )
+    # A value the file gave, the environment left alone: the key, no variable.
+    refused = refusal(tmp_path, "[server]\nworkers = 100\n", SUPPRESS_SERVER_PORT="9000")
+    assert refused.message == "[server] workers: must be at most 64, not 100"
+    # Overrides come last: the value is theirs, not the variable's.
+    overridden = refusal(
+        tmp_path, overrides={"server": {"workers": 99}}, SUPPRESS_SERVER_WORKERS="3"
+    )
+    assert overridden.message == "[server] workers: must be at most 64, not 99"
+
+
+def test_values_that_may_hold_an_address_or_a_password_are_not_repeated(tmp_path: Path) -> None:
+    refused = refusal(
+        tmp_path,
+        '[ratelimit]\npages = "olle.berg@example.se"\n[scheduler]\ntimezone = "x"\n',
+        SUPPRESS_SERVER_PORT="redis://:hunter2@redis.internal",
+        SUPPRESS_BASE_URL="http://user:hunter2@suppress.example.com",
+    )
+    assert len(refused.problems) == 4
+    assert "@" not in refused.message and "hunter2" not in refused.message
+    assert "[ratelimit] pages: must be a rate such as '120 per minute'" in refused.problems
+    assert "SUPPRESS_SERVER_PORT ([server] port): must be an integer" in refused.problems
+
+
+def test_a_valid_full_configuration_loads_typed(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    text = f"""
+base_url = "https://suppress.example.com/"
+instance_dir = "{tmp_path / "inst"}"
+[database]
+url = "sqlite:///{tmp_path / "full.db"}"
+sqlite_busy_timeout_ms = 2500
+statement_timeout_ms = 0
+pool_size = 10
+[secrets]
+file = "{tmp_path / "secrets.toml"}"
+[server]
+host = "0.0.0.0"
+port = 8080
+workers = 8
+timeout = 1200
+proxy_hops = 2
+[api]
+max_json_bytes = 2097152
+idempotency_hours = 72
+[metrics]
+gauge_ttl_seconds = 0.5
+[unsubscribe]
+allow_insecure_base_url = true
+[pages]
+default_language = "en"
+[ratelimit]
+pages = "10 per second; 200 per minute"
+api = "500 per second"
+storage_url = "redis://redis.internal:6379/0"
+enabled = false
+[reconcile]
+reports_folder = "{tmp_path / "reports"}"
+soft_bounce_days = 14
+[[reconcile.sources]]
+name = "sendgrid"
+folder = "{exports / "sg"}"
+format = "sendgrid"
+list = "global"
+reason = ""
+[[reconcile.sources]]
+name = "plain"
+folder = "{exports / "plain"}"
+list = "news"
+reason = "complaint"
+[[reconcile.audits]]
+name = "crm-news"
+file = "{exports / "crm.csv"}"
+list = "news"
+[scheduler]
+timezone = "UTC"
+reconcile_at = "03:15"
+verify_audit_at = 04:00:30
+expire_minute = 0
+misfire_grace_seconds = 3600
+lease_seconds = 60
+lease_wait_seconds = 120
+catch_up_minutes = 5
+"""
+    cfg = config.load(env=env(SUPPRESS_CONFIG=write(tmp_path, text)))
+    s = cfg.settings
+    assert (cfg.base_url, cfg.one_click, cfg.proxy_hops) == (
+        "https://suppress.example.com",
+        True,
+        2,
+    )
+    assert cfg.instance_dir == (tmp_path / "inst").resolve()
+    assert (cfg.pool_size, cfg.statement_timeout_ms, cfg.max_json_bytes) == (10, 0, 2097152)
+    assert (s.server.host, s.server.port, s.server.workers, s.server.timeout) == (
+        "0.0.0.0",
+        8080,
+        8,
+        1200,
+    )
+    assert (s.metrics.gauge_ttl_seconds, s.pages.default_language) == (0.5, "en")
+    assert (s.ratelimit.pages, s.ratelimit.enabled) == ("10 per second; 200 per minute", False)
+    assert [(x.name, x.format, x.reason) for x in s.reconcile.sources] == [
+        ("sendgrid", "sendgrid", ""),
+        ("plain", "generic", "complaint"),
+    ]
+    assert s.reconcile.audits[0].file == str(exports / "crm.csv")
+    assert (s.scheduler.zone.key, s.scheduler.reconcile_time.minute) == ("UTC", 15)
+    assert s.scheduler.verify_audit_at == "04:00:30"  # an unquoted TOML time is taken too
+    with pytest.raises(ValidationError):  # validated once, then never changed
+        s.server.workers = 64  # type: ignore[misc]

@@ -473,4 +473,4 @@ def test_the_environment_template_does_not_start_until_filled_in(tmp_path: Path)
         config.load(env=env)
     env["SUPPRESS_TOKEN_SECRETS"] = "x" * 43
     loaded = config.load(env=env)
-    assert loaded.proxy_hops == 1 and loaded.server["host"] == "127.0.0.1"
+    assert loaded.proxy_hops == 1 and loaded.settings.server.host == "127.0.0.1"

@@ -25,6 +25,7 @@ from suppress.reconcile import (
     settings_from,
 )
 from suppress.runtime import Runtime
+from suppress.settings import ReconcileSettings
 from suppress.suppressions import expire
 
 ESP = Path(__file__).parent / "fixtures" / "esp"
@@ -377,33 +378,78 @@ def test_a_new_reports_folder_and_instance_folder_are_private(rt: Runtime, tmp_p
     assert stat.S_IMODE(reports.parent.stat().st_mode) == 0o700
 
 
-def test_settings_are_validated_with_the_key_at_fault(tmp_path: Path) -> None:
+def test_settings_resolve_paths_and_reasons(tmp_path: Path) -> None:
     good = settings_from(
-        {
-            "reports_folder": str(tmp_path / "r"),
-            "sources": [
-                {"name": "sg", "folder": str(tmp_path), "format": "sendgrid", "list": "news"}
-            ],
-            "audits": [{"name": "crm", "file": str(tmp_path / "c.csv"), "list": "news"}],
-        },
+        ReconcileSettings.model_validate(
+            {
+                "reports_folder": str(tmp_path / "r"),
+                "sources": [
+                    {"name": "sg", "folder": str(tmp_path), "format": "sendgrid", "list": "news"},
+                    {"name": "gen", "folder": "rel", "list": "news", "reason": "complaint"},
+                ],
+                "audits": [{"name": "crm", "file": str(tmp_path / "c.csv"), "list": "news"}],
+            }
+        ),
         tmp_path,
     )
-    assert good.sources[0].reason is None and good.audits[0].list == "news"
-    assert settings_from({}, tmp_path).reports_folder == (tmp_path / "reports").resolve()
-    for bad in (
-        {"sources": [{"name": "sg", "folder": "x", "format": "mailgun", "list": "news"}]},
-        {"sources": [{"name": "sg", "folder": "x", "list": "News!"}]},
-        {"sources": [{"name": "sg", "folder": "x", "list": "news", "reason": "bored"}]},
-        {
-            "sources": [
-                {"name": "a", "folder": "x", "list": "n"},
-                {"name": "a", "folder": "y", "list": "n"},
-            ]
-        },
-        {"audits": [{"name": "crm", "list": "news"}]},
-    ):
-        with pytest.raises(ConfigError):
-            settings_from(bad, tmp_path)
+    assert good.reports_folder == (tmp_path / "r").resolve()
+    assert good.sources[0] == SourceSpec("sg", tmp_path.resolve(), "sendgrid", "news", None)
+    assert good.sources[1].reason is Reason.complaint
+    assert good.sources[1].folder == (Path.cwd() / "rel").resolve()
+    assert good.audits[0] == AuditSpec("crm", (tmp_path / "c.csv").resolve(), "news")
+    default = settings_from(ReconcileSettings(), tmp_path)
+    assert default.reports_folder == (tmp_path / "reports").resolve()
+    assert (default.sources, default.audits, default.soft_bounce_days) == ((), (), 30)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            {"sources": [{"name": "sg", "folder": "x", "format": "mailgun", "list": "news"}]},
+            "[[reconcile.sources]] #1 format: must be 'generic', 'mailchimp', 'sendgrid', 'ses'",
+        ),
+        (
+            {"sources": [{"name": "sg", "folder": "x", "list": "News!"}]},
+            "[[reconcile.sources]] #1 list: list names are 1-64 characters",
+        ),
+        (
+            {"sources": [{"name": "sg", "folder": "x", "list": "news", "reason": "bored"}]},
+            "[[reconcile.sources]] #1 reason: must be empty or one of unsubscribe,",
+        ),
+        (
+            {"sources": [{"name": "sg", "folder": "", "list": "news"}]},
+            "[[reconcile.sources]] #1 folder: must not be empty",
+        ),
+        (
+            {
+                "sources": [
+                    {"name": "a", "folder": "x", "list": "n"},
+                    {"name": "a", "folder": "y", "list": "n"},
+                ]
+            },
+            "[[reconcile.sources]] #2 name: 'a' appears twice",
+        ),
+        (
+            {"audits": [{"name": "crm", "list": "news"}]},
+            "[[reconcile.audits]] #1 file: required",
+        ),
+        (
+            {"audits": [{"name": "CRM!", "file": "c.csv", "list": "news"}]},
+            "[[reconcile.audits]] #1 name: must be 1-32 characters of a-z",
+        ),
+        ({"soft_bounce_days": 0}, "[reconcile] soft_bounce_days: must be at least 1, not 0"),
+    ],
+)
+def test_bad_settings_are_refused_at_start_with_the_key_at_fault(
+    tmp_path: Path, bad: dict[str, object], message: str
+) -> None:
+    from .conftest import settings as overrides
+
+    with pytest.raises(ConfigError) as refused:
+        Runtime.load(overrides(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, reconcile=bad))
+    assert refused.value.problems == (refused.value.message,)
+    assert refused.value.message.startswith(message)
 
 
 NEEDLES = ("lisa.holm", "nosuchuser", "olle.berg", "per.karlsson", "erik.svensson", "gone@")

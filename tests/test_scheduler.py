@@ -18,6 +18,7 @@ from suppress import addresses, audit, clock, scheduler, suppressions
 from suppress.errors import ConfigError
 from suppress.models import AuditEvent, JobRun, Reason
 from suppress.runtime import Runtime
+from suppress.settings import SchedulerSettings
 
 from .conftest import bearer, settings
 from .test_audit import tamper
@@ -65,16 +66,34 @@ def bodies_run(rt: Runtime, job: str = "reconcile") -> Counter[str]:
 
 
 def schedule(rt: Runtime) -> scheduler.Schedule:
-    return scheduler.schedule_from(rt.config.section("scheduler"))
+    return scheduler.schedule_from(rt.config.settings.scheduler)
 
 
 def test_defaults_are_nightly_at_0230_stockholm_and_hourly_expire() -> None:
-    plan = scheduler.schedule_from({})
+    plan = scheduler.schedule_from(SchedulerSettings())
     assert plan.timezone.key == "Europe/Stockholm"
     assert (plan.reconcile_at.isoformat(), plan.verify_audit_at.isoformat()) == ("02:30:00",) * 2
-    for bad in ({"timezone": "Mars/Olympus"}, {"reconcile_at": "25:00"}, {"expire_minute": 60}):
-        with pytest.raises(ConfigError):
-            scheduler.schedule_from(bad)
+    assert (plan.expire_minute, plan.lease_seconds, plan.catch_up_minutes) == (5, 300, 15)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"timezone": "Mars/Olympus"}, "[scheduler] timezone: must be an IANA time zone"),
+        ({"reconcile_at": "25:00"}, "[scheduler] reconcile_at: must be a local time HH:MM"),
+        ({"verify_audit_at": "02:30+01:00"}, "[scheduler] verify_audit_at: must be a local"),
+        ({"expire_minute": 60}, "[scheduler] expire_minute: must be at most 59, not 60"),
+        ({"lease_seconds": 0}, "[scheduler] lease_seconds: must be at least 1, not 0"),
+        ({"catch_up_minutes": "15"}, "[scheduler] catch_up_minutes: must be an integer"),
+    ],
+)
+def test_a_bad_schedule_is_refused_at_start_with_its_key(
+    tmp_path: Path, bad: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Runtime.load(settings(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, scheduler=bad))
+    assert refused.value.problems == (refused.value.message,)
+    assert refused.value.message.startswith(message)
 
 
 @pytest.mark.parametrize(
@@ -90,14 +109,14 @@ def test_defaults_are_nightly_at_0230_stockholm_and_hourly_expire() -> None:
     ],
 )
 def test_nightly_run_key_is_the_local_date_of_the_fire(now: datetime, key: str) -> None:
-    plan = scheduler.schedule_from({})
+    plan = scheduler.schedule_from(SchedulerSettings())
     assert (
         scheduler.run_key(plan, "reconcile", scheduler.latest_fire(plan, "reconcile", now)) == key
     )
 
 
 def test_expire_keys_distinguish_the_two_real_hours_of_an_autumn_night() -> None:
-    plan = scheduler.schedule_from({"expire_minute": 5})
+    plan = scheduler.schedule_from(SchedulerSettings(expire_minute=5))
     first = scheduler.latest_fire(plan, "expire", datetime(2026, 10, 25, 0, 10, tzinfo=UTC))
     second = scheduler.latest_fire(plan, "expire", datetime(2026, 10, 25, 1, 10, tzinfo=UTC))
     assert scheduler.run_key(plan, "expire", first) == "2026-10-25T02+0200"

@@ -1,0 +1,498 @@
+"""Every configuration setting as a typed model, one per TOML section, validated once at start.
+
+The models mirror `config/default.toml` key for key, with the same defaults (a test keeps the
+two equal). Unknown keys are refused (`extra="forbid"`), types are strict (`workers = "4"` is
+not a number), ranges are field constraints, and each value that needs more than a type (a
+rate, a time zone, a list name) has a validator here: the components read the validated
+values and check nothing again. `config.load` layers the sources and turns a ValidationError
+into one line per problem with `problems`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from datetime import time as dtime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic import field_validator as _field_validator
+from pydantic_core import PydanticCustomError
+
+# Reconcile source and audit names (they end up in suppression sources and file names).
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Must stay sources.FORMATS (a test says so): the parser of each format lives there.
+SourceFormat = Literal["generic", "mailchimp", "sendgrid", "ses", "postmark"]
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+# Message ids are English; every other language is a compiled catalog in TRANSLATIONS.
+SOURCE_LANGUAGE = "en"
+LOCAL_TIME = re.compile(r"^[0-9]{2}:[0-9]{2}(:[0-9]{2})?$")
+# PostgreSQL and SQLite take these timeouts as a C int of milliseconds.
+MAX_MS = 2**31 - 1
+# Values longer than this, or holding an @ (an address, credentials in a URL), are not
+# repeated in error messages.
+SHOWN_MAX = 64
+
+
+def field_validator(*fields: str) -> Any:
+    """Pydantic's field_validator in "after" mode (typed loosely for mypy)."""
+    return _field_validator(*fields, mode="after")
+
+
+def _problem(message: str, at: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """A validation error with our own message; `at` extends its location (list entries)."""
+    return PydanticCustomError("setting", message, {"at": at})
+
+
+class Section(BaseModel):
+    """A TOML table: unknown keys refused, no type coercion, immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: str = ""
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=MAX_MS)
+    statement_timeout_ms: int = Field(default=10000, ge=0, le=MAX_MS)
+    pool_size: int = Field(default=5, ge=1)
+
+
+class SecretsSettings(Section):
+    file: str = ""
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    # A worker count from a typo (80000 for 8) would fork until memory runs out; one proxy
+    # hop too many lets clients choose their address.
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+    timeout: int = Field(default=600, ge=1, le=86400)
+    proxy_hops: int = Field(default=0, ge=0, le=10)
+
+
+class ApiSettings(Section):
+    max_json_bytes: int = Field(default=1048576, ge=1)
+    idempotency_hours: int = Field(default=48, ge=1)
+
+
+class MetricsSettings(Section):
+    # Seconds; a fraction is fine. A TOML integer is taken as a number too.
+    gauge_ttl_seconds: float = Field(default=60, ge=0, allow_inf_nan=False)
+
+
+class UnsubscribeSettings(Section):
+    allow_insecure_base_url: bool = False
+
+
+def bounds(model: type[BaseModel], key: str) -> tuple[int, int]:
+    """The inclusive range of an integer field (for command-line options that override it)."""
+    low, high = None, None
+    for item in model.model_fields[key].metadata:
+        low = getattr(item, "ge", low)
+        high = getattr(item, "le", high)
+    assert isinstance(low, int) and isinstance(high, int), key
+    return low, high
+
+
+def page_languages() -> tuple[str, ...]:
+    """English and every language with a compiled catalog, as Flask-Babel lists them."""
+    from babel import Locale, UnknownLocaleError
+
+    codes = {SOURCE_LANGUAGE}
+    if TRANSLATIONS.is_dir():
+        for folder in TRANSLATIONS.iterdir():
+            messages = folder / "LC_MESSAGES"
+            if messages.is_dir() and any(p.suffix == ".mo" for p in messages.iterdir()):
+                try:
+                    codes.add(str(Locale.parse(folder.name)))
+                except (UnknownLocaleError, ValueError):
+                    continue
+    return tuple(sorted(codes))
+
+
+class PagesSettings(Section):
+    default_language: str = "sv"
+
+    @field_validator("default_language")
+    @classmethod
+    def _has_catalog(cls, value: str) -> str:
+        have = page_languages()
+        if value not in have:
+            raise _problem(
+                f"{shown(value, 'that language')} has no catalog; have: {', '.join(have)}"
+            )
+        return value
+
+
+class RateLimitSettings(Section):
+    pages: str = "120 per minute"
+    api: str = "1000 per second"
+    storage_url: str = "memory://"
+    enabled: bool = True
+
+    @field_validator("pages", "api")
+    @classmethod
+    def _is_rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            if not parse_many(value):
+                raise ValueError(value)
+        except ValueError:
+            raise _problem(f"must be a rate such as '120 per minute'{_not(value)}") from None
+        return value
+
+
+def _check_name(value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise _problem(
+            "must be 1-32 characters of a-z, 0-9, _ and - starting with a letter or digit"
+            + _not(value)
+        )
+    return value
+
+
+def _check_list(value: str) -> str:
+    from .errors import SuppressError
+    from .suppressions import validate_list
+
+    try:
+        return validate_list(value)
+    except SuppressError as exc:
+        raise _problem(exc.message + _not(value)) from None
+
+
+EntryName = Annotated[str, AfterValidator(_check_name)]
+ListName = Annotated[str, AfterValidator(_check_list)]
+
+
+class SourceSettings(Section):
+    """One `[[reconcile.sources]]` table: a folder of a mailing tool's opt-out exports."""
+
+    name: EntryName
+    folder: str = Field(min_length=1)
+    format: SourceFormat = "generic"
+    list: ListName
+    reason: str = ""
+
+    @field_validator("reason")
+    @classmethod
+    def _is_reason(cls, value: str) -> str:
+        from .models import Reason
+
+        if value and value not in {r.value for r in Reason}:
+            raise _problem(
+                f"must be empty or one of {', '.join(r.value for r in Reason)}{_not(value)}"
+            )
+        return value
+
+
+class AuditSettings(Section):
+    """One `[[reconcile.audits]]` table: a CRM export checked against a list."""
+
+    name: EntryName
+    file: str = Field(min_length=1)
+    list: ListName
+
+
+def _unique_names(entries: Sequence[SourceSettings | AuditSettings]) -> None:
+    seen: set[str] = set()
+    for number, entry in enumerate(entries):
+        if entry.name in seen:
+            raise _problem(f"{entry.name!r} appears twice", (number, "name"))
+        seen.add(entry.name)
+
+
+class ReconcileSettings(Section):
+    reports_folder: str = ""
+    soft_bounce_days: int = Field(default=30, ge=1)
+    sources: list[SourceSettings] = []
+    audits: list[AuditSettings] = []
+
+    @field_validator("sources", "audits")
+    @classmethod
+    def _unique(cls, value: Any) -> Any:
+        _unique_names(value)
+        return value
+
+
+def _time_text(value: Any) -> Any:
+    """TOML's own local time (`reconcile_at = 02:30`, unquoted) as the text it stands for."""
+    if isinstance(value, dtime) and value.tzinfo is None and not value.microsecond:
+        return value.isoformat()
+    return value
+
+
+# "HH:MM" or "HH:MM:SS", quoted or as a TOML local time.
+LocalTime = Annotated[str, BeforeValidator(_time_text)]
+
+
+class SchedulerSettings(Section):
+    timezone: str = "Europe/Stockholm"
+    reconcile_at: LocalTime = "02:30"
+    verify_audit_at: LocalTime = "02:30"
+    expire_minute: int = Field(default=5, ge=0, le=59)
+    misfire_grace_seconds: int = Field(default=21600, ge=1)
+    lease_seconds: int = Field(default=300, ge=1)
+    lease_wait_seconds: int = Field(default=900, ge=1)
+    catch_up_minutes: int = Field(default=15, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _problem(
+                f"must be an IANA time zone such as Europe/Stockholm{_not(value)}"
+            ) from None
+        return value
+
+    @field_validator("reconcile_at", "verify_audit_at")
+    @classmethod
+    def _is_local_time(cls, value: str) -> str:
+        try:
+            if not LOCAL_TIME.fullmatch(value):
+                raise ValueError(value)
+            dtime.fromisoformat(value)
+        except ValueError:
+            raise _problem(f"must be a local time HH:MM or HH:MM:SS{_not(value)}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def reconcile_time(self) -> dtime:
+        return dtime.fromisoformat(self.reconcile_at)
+
+    @property
+    def verify_audit_time(self) -> dtime:
+        return dtime.fromisoformat(self.verify_audit_at)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(base_url: str) -> str | None:
+    try:
+        return urlsplit(base_url).hostname
+    except ValueError:
+        return None
+
+
+class Settings(Section):
+    """The whole configuration: top-level keys and one model per section."""
+
+    # Sections first: base_url's check reads [unsubscribe], validated before it.
+    database: DatabaseSettings = DatabaseSettings()
+    secrets: SecretsSettings = SecretsSettings()
+    server: ServerSettings = ServerSettings()
+    api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    pages: PagesSettings = PagesSettings()
+    ratelimit: RateLimitSettings = RateLimitSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    base_url: str = "http://127.0.0.1:8000"
+    instance_dir: str = "instance"
+
+    @field_validator("base_url")
+    @classmethod
+    def _serves_one_click(cls, value: str, info: ValidationInfo) -> str:
+        """RFC 8058 §3.1 requires an HTTPS URI for one-click. Plain http is refused unless the
+        host is loopback (tests, `make run`) or the operator has allowed it, and then links
+        carry no List-Unsubscribe-Post: a mail client would otherwise POST the opt-out in
+        clear text."""
+        if not value.startswith(("http://", "https://")):
+            raise _problem(f"must start with http:// or https://{_not(value)}")
+        host = _host(value)
+        if not host:
+            raise _problem(f"must name a host{_not(value)}")
+        unsubscribe = info.data.get("unsubscribe")
+        if unsubscribe is None:  # [unsubscribe] is wrong itself, and reported
+            return value
+        if value.startswith("https://") or is_loopback(host) or unsubscribe.allow_insecure_base_url:
+            return value
+        raise _problem(
+            f"{shown(value, 'the base URL')} is plain http on a host other than loopback: "
+            "RFC 8058 one-click needs https; use an https:// base_url, or set [unsubscribe] "
+            "allow_insecure_base_url = true (SUPPRESS_UNSUBSCRIBE_ALLOW_INSECURE_BASE_URL) to "
+            "send links without List-Unsubscribe-Post"
+        )
+
+    @property
+    def one_click(self) -> bool:
+        """Whether links may offer RFC 8058 one-click: an https or loopback base URL."""
+        host = _host(self.base_url) or ""
+        return self.base_url.startswith("https://") or is_loopback(host)
+
+
+# --- error messages ---------------------------------------------------------------------------
+
+Location = tuple[str | int, ...]
+ENTRY_LISTS = {("reconcile", "sources"), ("reconcile", "audits")}
+
+
+def shown(value: Any, instead: str = "") -> str:
+    """The value for an error message, unless it is long or may carry an address or password."""
+    if isinstance(value, str):
+        if len(value) > SHOWN_MAX or "@" in value or not value.isprintable():
+            return instead
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _not(value: Any) -> str:
+    text = shown(value)
+    return f", not {text}" if text else ""
+
+
+def where(loc: Location, *, table: bool = False) -> str:
+    """A location as an operator writes it: `base_url`, `[server] workers`, `[[reconcile.
+    sources]] #2 folder`; a whole table as `[server]`."""
+    parts = list(loc)
+    if not parts:
+        return "configuration"
+    if len(parts) >= 3 and tuple(parts[:2]) in ENTRY_LISTS and isinstance(parts[2], int):
+        head = f"[[{parts[0]}.{parts[1]}]] #{parts[2] + 1}"
+        rest = ".".join(str(p) for p in parts[3:])
+        return f"{head} {rest}" if rest else head
+    if len(parts) == 1:
+        return f"[{parts[0]}]" if table or _section(str(parts[0])) else str(parts[0])
+    return f"[{parts[0]}] " + ".".join(str(p) for p in parts[1:])
+
+
+def _section(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and _model(field.annotation) is not None
+
+
+def _model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is list:
+        return _model(get_args(annotation)[0])
+    return None
+
+
+def known_keys(loc: Location) -> tuple[str, ...]:
+    """The keys the table at `loc` may hold (empty if `loc` is no table)."""
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if model is None:
+            return ()
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = None if field is None else _model(field.annotation)
+    return tuple(model.model_fields) if model is not None else ()
+
+
+TYPES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string (in quotes)",
+    "float_type": "must be a number",
+    "list_type": "must be a list",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "string_too_short": "must not be empty",
+}
+BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "less_than_equal": ("le", "at most"),
+    "greater_than": ("gt", "more than"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def message(error: Mapping[str, Any]) -> tuple[Location, str]:
+    """Where a pydantic error is and what an operator should read about it."""
+    kind = str(error["type"])
+    loc: Location = tuple(error["loc"])
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "setting":
+        return loc + tuple(ctx.get("at", ())), str(error["msg"])
+    if kind == "extra_forbidden":
+        what = "unknown section" if len(loc) == 1 and isinstance(value, dict) else "unknown setting"
+        close = difflib.get_close_matches(str(loc[-1]), known_keys(loc[:-1]), n=1)
+        return loc, what + (f" (did you mean {close[0]}?)" if close else "")
+    if kind == "missing":
+        return loc, "required"
+    if kind in TYPES:
+        return loc, TYPES[kind] + _not(value)
+    if kind in BOUNDS:
+        key, words = BOUNDS[kind]
+        return loc, f"must be {words} {ctx.get(key)}{_not(value)}"
+    if kind == "literal_error":
+        return loc, f"must be {ctx.get('expected')}{_not(value)}"
+    if kind == "value_error" and "error" in ctx:
+        return loc, str(ctx["error"])
+    text = str(error["msg"])
+    return loc, text[:1].lower() + text[1:]
+
+
+def problems(exc: ValidationError, env_names: Mapping[Location, str] | None = None) -> list[str]:
+    """One line per problem: `[server] workers: must be at most 64, not 100`; a value from the
+    environment names its variable first: `SUPPRESS_SERVER_WORKERS ([server] workers): ...`."""
+    lines = []
+    for error in exc.errors():
+        loc, text = message(error)
+        place = where(
+            loc, table=error["type"] == "extra_forbidden" and isinstance(error.get("input"), dict)
+        )
+        env = (env_names or {}).get(loc)
+        lines.append(f"{env} ({place}): {text}" if env else f"{place}: {text}")
+    return lines
+
+
+def scalar_keys() -> dict[Location, type]:
+    """Every key the environment may set (SUPPRESS_KEY, SUPPRESS_SECTION_KEY), with its type:
+    the scalars of the top level and of each section; lists of tables are set in files."""
+    found: dict[Location, type] = {}
+    for name, field in Settings.model_fields.items():
+        model = _model(field.annotation)
+        if model is None:
+            found[(name,)] = field.annotation  # type: ignore[assignment]
+        elif get_origin(field.annotation) is None:
+            for key, sub in model.model_fields.items():
+                if get_origin(sub.annotation) is None and _model(sub.annotation) is None:
+                    found[(name, key)] = sub.annotation  # type: ignore[assignment]
+    return found
