@@ -27,7 +27,6 @@ from . import (
     jsontext,
     metrics,
     peppers,
-    scheduler,
     suppressions,
     tokens,
 )
@@ -664,7 +663,7 @@ def audit_verify(query: c.VerifyQuery) -> Any:
 )
 def list_jobs(query: c.JobsQuery) -> Any:
     with runtime().db.begin(write=False) as session:
-        runs = scheduler.list_runs(session, job=query.job, limit=query.limit)
+        runs = jobs.list_runs(session, job=query.job, limit=query.limit)
     return jsonify({"runs": runs})
 
 
@@ -680,5 +679,5 @@ def list_jobs(query: c.JobsQuery) -> Any:
     ),
 )
 def run_job(name: str) -> Any:
-    outcome = scheduler.run_manual(runtime(), name)
+    outcome = jobs.run_manual(runtime(), name)
     return jsonify({"run": outcome.run})

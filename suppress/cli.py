@@ -16,6 +16,7 @@ import click
 
 from . import access, addresses, apikeys, audit, bulk, clock, peppers, suppressions
 from . import config as config_module
+from . import jobs as job_runs
 from .errors import SuppressError
 from .models import Reason
 from .runtime import Runtime
@@ -638,9 +639,8 @@ def jobs() -> None:
 @handled
 def jobs_run(name: str) -> None:
     """Run a job now under its own run key (waits for a running one to finish)."""
-    from . import scheduler
 
-    outcome = scheduler.run_manual(runtime(), name)
+    outcome = job_runs.run_manual(runtime(), name)
     click.echo(json.dumps(outcome.run, indent=2))
     if outcome.status != "ok":
         sys.exit(1)
@@ -653,10 +653,9 @@ def jobs_run(name: str) -> None:
 @handled
 def jobs_list(job: str | None, limit: int, as_json: bool) -> None:
     """The newest job runs first."""
-    from . import scheduler
 
     with runtime().db.begin(write=False) as session:
-        runs = scheduler.list_runs(session, job=job, limit=limit)
+        runs = job_runs.list_runs(session, job=job, limit=limit)
     if as_json:
         click.echo(json.dumps(runs, indent=2))
         return

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from . import clock, peppers, scheduler
+from . import clock, jobs, peppers
 from .contract import Answer, Health, Operation, Ready, operation
 from .errors import ErrorCode, SuppressError
 
@@ -27,7 +27,7 @@ def healthz() -> Any:
     rt = current_app.extensions["suppress"]
     try:
         with rt.db.begin(write=False) as session:
-            reconcile = scheduler.reconcile_health(session, clock.utcnow())
+            reconcile = jobs.reconcile_health(session, clock.utcnow())
     except Exception as exc:  # liveness must not depend on the database
         reconcile = {"error": {"code": ErrorCode.unavailable, "message": type(exc).__name__}}
     return jsonify({"status": "ok", "reconcile": reconcile})

@@ -22,7 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
 
-from . import scheduler
+from . import jobs
 from .contract import Answer, Operation, operation
 from .errors import SuppressError
 from .models import JobRun, Suppression
@@ -109,7 +109,7 @@ class DatabaseCollector(Collector):
                     .where(JobRun.status == "ok")
                     .group_by(JobRun.job)
                 ).all()
-                verified = scheduler.last_success(session, "verify-audit")
+                verified = jobs.last_success(session, "verify-audit")
                 verified_summary = dict(verified.summary) if verified is not None else {}
         except SuppressError:
             up.add_metric([], 0)

@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from suppress import apikeys, clock, create_app, idempotency, scheduler
+from suppress import apikeys, clock, create_app, idempotency, jobs
 from suppress.models import IdempotencyKey, Role, Suppression
 from suppress.runtime import Runtime
 
@@ -106,7 +106,7 @@ def test_the_hourly_job_purges_records_older_than_the_window(
         old = session.get(IdempotencyKey, (stored_old, rows(rt)[0].api_key_id))
         assert old is not None
         old.created_at = clock.utcnow() - timedelta(hours=hours, minutes=1)
-    outcome = scheduler.run_manual(rt, "expire")
+    outcome = jobs.run_manual(rt, "expire")
     assert outcome.status == "ok"
     assert outcome.run is not None and outcome.run["summary"]["idempotency_purged"] == 1
     assert [r.key for r in rows(rt)] == idempotency.stored_keys(rt.ring, "new-1")[:1]

@@ -8,7 +8,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from suppress import scheduler
+from suppress import jobs
 from suppress.runtime import Runtime
 
 from .conftest import LiveServer, bearer
@@ -115,8 +115,8 @@ def test_metrics_export_the_last_verified_audit_head_and_its_event_count(
         return re.findall(r'^suppress_audit_head_info\{head="([0-9a-f]{64})"\} 1\.0$', text, re.M)
 
     assert heads(client.get("/metrics").get_data(as_text=True)) == []  # nothing verified yet
-    assert scheduler.run_job(rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
-    outcome = scheduler.run_job(rt, "verify-audit", "2026-11-25", wait=5)
+    assert jobs.run_job(rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
+    outcome = jobs.run_job(rt, "verify-audit", "2026-11-25", wait=5)
     summary = outcome.run["summary"]
     assert summary["events"] >= 1
     text = client.get("/metrics").get_data(as_text=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from suppress import addresses, audit, suppressions
+from suppress import addresses, audit, jobs, suppressions
 from suppress.access import neutralize
 from suppress.errors import ConfigError
 from suppress.models import AuditEvent, Reason, ReconcileFile, Suppression
@@ -458,8 +458,6 @@ NEEDLES = ("lisa.holm", "nosuchuser", "olle.berg", "per.karlsson", "erik.svensso
 def test_a_whole_reconcile_run_stores_no_plaintext_address(db_url: str, tmp_path: Path) -> None:
     from sqlalchemy import create_engine, inspect, text
 
-    from suppress import scheduler
-
     from .conftest import settings as overrides
 
     fixtures = sorted(p.name for p in ESP.iterdir() if p.suffix in (".csv", ".json", ".jsonl"))
@@ -486,7 +484,7 @@ def test_a_whole_reconcile_run_stores_no_plaintext_address(db_url: str, tmp_path
     )
     runtime.db.upgrade()
     try:
-        outcome = scheduler.run_job(runtime, "reconcile", "2026-11-25", wait=5)
+        outcome = jobs.run_job(runtime, "reconcile", "2026-11-25", wait=5)
         assert outcome.status == "ok", outcome.run["summary"]["errors"]
         sendgrid = outcome.run["summary"]["sources"]["sendgrid"]
         assert (sendgrid["files"], sendgrid["added"] + sendgrid["existing"]) == (6, 26)

@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from suppress import addresses, audit, clock, scheduler, suppressions
+from suppress import addresses, audit, clock, jobs, scheduler, suppressions
 from suppress.errors import ConfigError
 from suppress.models import AuditEvent, JobRun, Reason
 from suppress.runtime import Runtime
@@ -124,8 +124,8 @@ def test_expire_keys_distinguish_the_two_real_hours_of_an_autumn_night() -> None
 
 
 def test_a_run_key_runs_once_and_a_second_attempt_exits_quietly(jobs_rt: Runtime) -> None:
-    first = scheduler.run_job(jobs_rt, "reconcile", "2026-11-25", wait=5)
-    second = scheduler.run_job(jobs_rt, "reconcile", "2026-11-25", wait=5)
+    first = jobs.run_job(jobs_rt, "reconcile", "2026-11-25", wait=5)
+    second = jobs.run_job(jobs_rt, "reconcile", "2026-11-25", wait=5)
     assert (first.status, second.status) == ("ok", "already_done")
     assert first.run["summary"]["sources"]["plain"]["added"] == 2
     assert bodies_run(jobs_rt) == {"2026-11-25": 1}
@@ -166,7 +166,7 @@ def test_dst_nights_in_stockholm_run_once(jobs_rt: Runtime) -> None:
 
 def test_a_missed_night_is_caught_up_once(jobs_rt: Runtime) -> None:
     plan = schedule(jobs_rt)
-    scheduler.run_job(jobs_rt, "reconcile", "2026-11-23", wait=5)
+    jobs.run_job(jobs_rt, "reconcile", "2026-11-23", wait=5)
     # The scheduler was down over two nights and starts at noon on the 25th.
     noon = local(2026, 11, 25, 12).astimezone(UTC)
     outcomes = scheduler.catch_up(jobs_rt, plan, now=noon)
@@ -198,7 +198,7 @@ def test_a_killed_run_is_marked_stale_and_re_run_idempotently(jobs_rt: Runtime) 
                 )
             )
     with jobs_rt.db.begin(write=False) as session:
-        assert {r["status"] for r in scheduler.list_runs(session)} == {"stale"}
+        assert {r["status"] for r in jobs.list_runs(session)} == {"stale"}
     outcomes = scheduler.catch_up(jobs_rt, plan, now=noon)
     recovered = next(o for o in outcomes if o.job == "reconcile")
     assert recovered.status == "ok"
@@ -228,7 +228,7 @@ def test_a_running_claim_with_a_live_lease_is_left_alone(jobs_rt: Runtime) -> No
 
 
 def test_manual_runs_get_their_own_key_and_leave_the_night_alone(jobs_rt: Runtime) -> None:
-    manual = scheduler.run_manual(jobs_rt, "reconcile")
+    manual = jobs.run_manual(jobs_rt, "reconcile")
     assert manual.status == "ok" and manual.run_key.startswith("manual:")
     night = scheduler.run_due(
         jobs_rt, schedule(jobs_rt), "reconcile", now=local(2026, 11, 25, 2, 30).astimezone(UTC)
@@ -246,12 +246,10 @@ def test_manual_runs_get_their_own_key_and_leave_the_night_alone(jobs_rt: Runtim
 
 
 def test_a_manual_run_waits_for_the_lease_rather_than_skip(jobs_rt: Runtime) -> None:
-    holder = scheduler.Lease(jobs_rt, "reconcile", seconds=60, clock=clock.utcnow)
+    holder = jobs.Lease(jobs_rt, "reconcile", seconds=60, clock=clock.utcnow)
     assert holder.acquire(wait=0)
-    result: list[scheduler.Outcome] = []
-    worker = threading.Thread(
-        target=lambda: result.append(scheduler.run_manual(jobs_rt, "reconcile"))
-    )
+    result: list[jobs.Outcome] = []
+    worker = threading.Thread(target=lambda: result.append(jobs.run_manual(jobs_rt, "reconcile")))
     worker.start()
     worker.join(timeout=1)
     assert worker.is_alive() and result == []
@@ -261,9 +259,9 @@ def test_a_manual_run_waits_for_the_lease_rather_than_skip(jobs_rt: Runtime) -> 
 
 
 def test_a_second_lease_is_refused_while_the_first_is_held(jobs_rt: Runtime) -> None:
-    first = scheduler.Lease(jobs_rt, "expire", seconds=60, clock=clock.utcnow)
-    second = scheduler.Lease(jobs_rt, "expire", seconds=60, clock=clock.utcnow)
-    other_job = scheduler.Lease(jobs_rt, "reconcile", seconds=60, clock=clock.utcnow)
+    first = jobs.Lease(jobs_rt, "expire", seconds=60, clock=clock.utcnow)
+    second = jobs.Lease(jobs_rt, "expire", seconds=60, clock=clock.utcnow)
+    other_job = jobs.Lease(jobs_rt, "reconcile", seconds=60, clock=clock.utcnow)
     try:
         assert first.acquire(wait=0)
         assert not second.acquire(wait=0)
@@ -285,7 +283,7 @@ def test_a_failing_source_fails_the_run_and_says_why(db_url: str, tmp_path: Path
     )
     rt.db.upgrade()
     try:
-        outcome = scheduler.run_job(rt, "reconcile", "2026-11-25", wait=5)
+        outcome = jobs.run_job(rt, "reconcile", "2026-11-25", wait=5)
         assert outcome.status == "failed"
         assert "does not exist" in outcome.run["summary"]["errors"][0]
     finally:
@@ -305,14 +303,14 @@ def test_expire_job_lifts_lapsed_bounces(jobs_rt: Runtime) -> None:
             now=now - timedelta(days=2),
             expires_at=now - timedelta(days=1),
         )
-    outcome = scheduler.run_job(jobs_rt, "expire", "2026-11-25T12+0100", wait=5)
+    outcome = jobs.run_job(jobs_rt, "expire", "2026-11-25T12+0100", wait=5)
     assert outcome.run["summary"]["removed"] == 1
 
 
 def test_verify_audit_fails_on_a_tampered_chain(jobs_rt: Runtime) -> None:
-    assert scheduler.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
+    assert jobs.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
     tamper(jobs_rt, "UPDATE audit_event SET actor = 'someone-else' WHERE id = 1")
-    outcome = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
+    outcome = jobs.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
     assert outcome.status == "failed"
     assert outcome.run["summary"]["ok"] is False
 
@@ -323,11 +321,11 @@ def test_nightly_verify_anchors_on_the_last_good_head_so_a_cut_tail_fails_it(
     with jobs_rt.db.begin() as session:
         for i in range(3):
             audit.record(session, "test", actor="test", detail={"i": i})
-    first = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5)
+    first = jobs.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5)
     assert first.status == "ok" and first.run["summary"]["anchor"] is None
     head, events = first.run["summary"]["head"], first.run["summary"]["events"]
     assert events == 3
-    second = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
+    second = jobs.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
     assert second.status == "ok" and second.run["summary"]["anchor"] == head
     assert second.run["summary"]["events"] == 4  # the first run's own job event
     with jobs_rt.db.begin(write=False) as session:
@@ -338,7 +336,7 @@ def test_nightly_verify_anchors_on_the_last_good_head_so_a_cut_tail_fails_it(
     tamper(jobs_rt, "DELETE FROM audit_event WHERE id >= :i", i=head_id)
     with jobs_rt.db.begin(write=False) as session:
         assert audit.verify(session).ok
-    third = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-26", wait=5)
+    third = jobs.run_job(jobs_rt, "verify-audit", "2026-11-26", wait=5)
     assert third.status == "failed"
     summary = third.run["summary"]
     assert summary["anchor"] == second.run["summary"]["head"]
@@ -347,11 +345,11 @@ def test_nightly_verify_anchors_on_the_last_good_head_so_a_cut_tail_fails_it(
 
 
 def test_nightly_verify_fails_when_the_last_good_run_lost_its_head(jobs_rt: Runtime) -> None:
-    assert scheduler.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
+    assert jobs.run_job(jobs_rt, "verify-audit", "2026-11-24", wait=5).status == "ok"
     with jobs_rt.db.begin() as session:
         run = session.scalars(select(JobRun).where(JobRun.job == "verify-audit")).one()
         run.summary = {"ok": True}
-    outcome = scheduler.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
+    outcome = jobs.run_job(jobs_rt, "verify-audit", "2026-11-25", wait=5)
     assert outcome.status == "failed"
     (error,) = outcome.run["summary"]["errors"]
     assert error.startswith("ledger_edited: verify-audit run") and "holds no head" in error
@@ -412,7 +410,7 @@ def test_healthz_reports_reconcile_age_and_readyz_ignores_it(
     old = client.get("/healthz").get_json()["reconcile"]
     assert old["stale"] is True and old["age_seconds"] >= 27 * 3600
     assert client.get("/readyz").status_code == 200
-    scheduler.run_job(rt, "reconcile", "2026-11-25", wait=5)
+    jobs.run_job(rt, "reconcile", "2026-11-25", wait=5)
     fresh = client.get("/healthz").get_json()["reconcile"]
     assert fresh["stale"] is False and fresh["age_seconds"] < 26 * 3600
 
