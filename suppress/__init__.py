@@ -14,6 +14,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     rt = Runtime.load(overrides)
     app = Flask(__name__, instance_path=str(rt.config.instance_dir))
+    # /v1//check is no route (404), not a redirect to one.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["suppress"] = rt

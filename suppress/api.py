@@ -34,7 +34,7 @@ from . import contract as c
 from .addresses import Target
 from .apikeys import Principal
 from .contract import Answer, Operation
-from .errors import ErrorCode, InvalidRequest, SuppressError, Unprocessable
+from .errors import ErrorCode, InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
 from .models import Role
 from .runtime import Runtime
 from .suppressions import Verdict
@@ -132,8 +132,13 @@ def json_body() -> Any:
     """The request's JSON value, or InvalidRequest (not JSON, too deeply nested)."""
     if not request.is_json:
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
+    text = request.get_data()
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(text) >= limit:
+        # A chunked body (no Content-Length) is cut at the limit, not refused: refuse it.
+        raise PayloadTooLarge(f"the body exceeds {limit:,} bytes")
     try:
-        data = jsontext.loads(request.get_data())
+        data = jsontext.loads(text)
     except jsontext.TooDeep:
         raise InvalidRequest(
             f"the JSON body nests deeper than {jsontext.MAX_DEPTH} levels"
@@ -159,7 +164,12 @@ def parse_time(value: Any, name: str) -> datetime | None:
         raise Unprocessable(
             f"{name} must include a time zone (e.g. Z)", code=ErrorCode.invalid_request
         )
-    return clock.naive_utc(parsed)
+    try:
+        return clock.naive_utc(parsed)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is past the last UTC date
+        raise Unprocessable(
+            f"{name} lies outside the years 1 to 9999 in UTC", code=ErrorCode.invalid_request
+        ) from None
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -320,7 +330,7 @@ def endpoint(method: str, rule: str, op: Operation) -> Callable[[F], F]:
                 kwargs["query"] = contract.bind(op.query, request.args.to_dict(), "parameter")
             if op.body is not None:
                 kwargs["body"] = None
-                if request.mimetype == "application/json" or not op.texts:
+                if request.is_json or not op.texts:
                     limit = BODY_LIMITS.get(rule)
                     if limit is not None:
                         request.max_content_length = limit(runtime())

@@ -13,6 +13,7 @@ from functools import wraps
 from typing import IO, Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import access, addresses, apikeys, audit, bulk, clock, peppers, suppressions
 from . import config as config_module
@@ -49,6 +50,12 @@ def handled(command: F) -> F:
             return command(*args, **kwargs)
         except SuppressError as exc:
             fail(f"{exc.message} [{exc.code}]")
+        except SQLAlchemyError as exc:
+            # Unreachable server, missing schema: one line, never a traceback (nor a URL).
+            fail(f"database unavailable ({type(exc).__name__}); nothing was changed [unavailable]")
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or type(exc).__name__}{where}")
 
     return inner  # type: ignore[return-value]
 
@@ -88,6 +95,9 @@ def _close() -> None:
 def init() -> None:
     """First-run set-up: secrets file (0600), database schema, first admin key."""
     path = config_module.secrets_path()
+    # Secrets given in the environment are checked first: a refusal must leave no file.
+    config_module.parse_peppers(os.environ.get("SUPPRESS_PEPPERS", ""))
+    config_module.parse_token_secrets(os.environ.get("SUPPRESS_TOKEN_SECRETS", ""))
     if os.environ.get("SUPPRESS_PEPPERS") and os.environ.get("SUPPRESS_TOKEN_SECRETS"):
         # Secrets come from the environment (a deployment's secret store): a file of fresh
         # ones beside them would be a second, unused pepper waiting to be mistaken for the real.
@@ -626,7 +636,9 @@ def scheduler_command() -> None:
     from . import logs, scheduler
 
     logs.configure()
-    scheduler.serve(runtime())
+    rt = runtime()
+    rt.db.require_current()
+    scheduler.serve(rt)
 
 
 @main.group()
@@ -635,19 +647,20 @@ def jobs() -> None:
 
 
 @jobs.command("run")
-@click.argument("name", type=click.Choice(["reconcile", "expire", "verify-audit"]))
+@click.argument("name", type=click.Choice(job_runs.NAMES))
 @handled
 def jobs_run(name: str) -> None:
     """Run a job now under its own run key (waits for a running one to finish)."""
-
-    outcome = job_runs.run_manual(runtime(), name)
+    rt = runtime()
+    rt.db.require_current()
+    outcome = job_runs.run_manual(rt, name)
     click.echo(json.dumps(outcome.run, indent=2))
     if outcome.status != "ok":
         sys.exit(1)
 
 
 @jobs.command("list")
-@click.option("--job", type=click.Choice(["reconcile", "expire", "verify-audit"]))
+@click.option("--job", type=click.Choice(job_runs.NAMES))
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the runs with summaries as JSON.")
 @handled

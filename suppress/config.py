@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import difflib
 import os
 import re
 import secrets
@@ -57,6 +58,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
 
@@ -125,7 +132,17 @@ def env_names() -> dict[str, Location]:
 
 def _apply_env(layered: Layered, env: dict[str, str]) -> None:
     kinds = settings_module.scalar_keys()
-    for name, loc in env_names().items():
+    known = env_names()
+    sections = {str(loc[0]).upper() for loc in kinds if len(loc) > 1}
+    for name in sorted(env):
+        # SUPPRESS_<SECTION>_<KEY> with a key no section has is a typo, never ours to skip
+        # (other SUPPRESS_* names, such as SUPPRESS_URL for the client, are left alone).
+        head = name.removeprefix("SUPPRESS_").partition("_")[0]
+        if name.startswith("SUPPRESS_") and head in sections and name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            layered.problems.append(f"{name}: unknown setting{hint}")
+    for name, loc in known.items():
         if name not in env:
             continue
         try:
@@ -221,7 +238,11 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     env = dict(os.environ if env is None else env)
     layered = _layers(overrides, env)
     given = {key: layered.values.pop(key) for key in SECRET_KEYS if key in layered.values}
-    settings = _validated(layered)
+    try:
+        settings = _validated(layered)
+    except ConfigError as exc:
+        # A secret pasted into an ordinary setting must not be repeated by its error.
+        raise _scrubbed(exc, _secret_values(given, env)) from None
     instance_dir = Path(settings.instance_dir or "instance").resolve()
     secrets_file = _secrets_file(settings)
     stored = _read_secrets(secrets_file)
@@ -271,6 +292,26 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
         proxy_hops=settings.server.proxy_hops,
         settings=settings,
     )
+
+
+def _secret_values(given: dict[str, Any], env: dict[str, str]) -> list[str]:
+    texts = [str(given.get(key) or "") for key in SECRET_KEYS]
+    texts += [env.get("SUPPRESS_PEPPERS", ""), env.get("SUPPRESS_TOKEN_SECRETS", "")]
+    found: list[str] = []
+    for text in texts:
+        for item in (part.strip() for part in text.split(",")):
+            found += [item, item.partition(":")[2]]
+    # Longest first, so a whole "id:key" goes before its key part; short ones are no secret.
+    return sorted({value for value in found if len(value) >= 8}, key=len, reverse=True)
+
+
+def _scrubbed(exc: ConfigError, secrets: list[str]) -> ConfigError:
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "[secret]")
+        return text
+
+    return refused([scrub(problem) for problem in exc.problems])
 
 
 def refused(problems: list[str]) -> ConfigError:

@@ -101,6 +101,8 @@ class Model(BaseModel):
     """Request models: unknown fields are ignored, as JSON clients expect."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+    # Fields whose refusal carries their own code (422), see CODED.
+    coded: ClassVar[tuple[str, ...]] = ()
 
 
 class Reply(BaseModel):
@@ -113,12 +115,15 @@ class Reply(BaseModel):
 
 
 class CheckRequest(Model):
+    coded: ClassVar[tuple[str, ...]] = ("list",)
     email: Email
     list_name: ListName = Field(alias="list")
 
 
 class Target(Model):
     """Exactly one of an address or a domain."""
+
+    coded: ClassVar[tuple[str, ...]] = ("list",)
 
     email: Email | SkipJsonSchema[None] = None
     domain: StrictStr | SkipJsonSchema[None] = Field(
@@ -138,6 +143,7 @@ class Target(Model):
 
 
 class AddRequest(Target):
+    coded: ClassVar[tuple[str, ...]] = ("list", "reason")
     reason: Reason
     source: FreeText("source") = "api"  # type: ignore[valid-type]
     expires_at: StrictStr | SkipJsonSchema[None] = Field(
@@ -157,6 +163,7 @@ class RemoveRequest(Target):
 
 
 class LinksRequest(Model):
+    coded: ClassVar[tuple[str, ...]] = ("list",)
     list_name: ListName = Field(alias="list")
     emails: list[StrictStr] = Field(
         max_length=MAX_LINKS,
@@ -165,6 +172,7 @@ class LinksRequest(Model):
 
 
 class FilterRequest(Model):
+    coded: ClassVar[tuple[str, ...]] = ("list",)
     list_name: ListName = Field(alias="list")
     emails: list[StrictStr] = Field(max_length=MAX_FILTER_EMAILS)
 
@@ -179,12 +187,14 @@ class LookupRequest(Model):
 
 
 class FilterQuery(Model):
+    coded: ClassVar[tuple[str, ...]] = ("list",)
     list_name: ListName | SkipJsonSchema[None] = Field(
         default=None, alias="list", description="Required for the streamed (text) form."
     )
 
 
 class ImportQuery(Model):
+    coded: ClassVar[tuple[str, ...]] = ("list", "reason")
     list_name: ListName = Field(alias="list")
     reason: Reason
     source: FreeText("source") = "import"  # type: ignore[valid-type]
@@ -445,10 +455,12 @@ class Ready(Reply):
 # --- binding ----------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=BaseModel)
-# A bad value in these fields is no malformed request but an invalid one, with its own code.
-FIELD_ERRORS: Mapping[str, Callable[[str], Exception]] = {
-    "list": lambda _msg: InvalidList(suppressions.LIST_RULE),
-    "reason": lambda _msg: suppressions.unknown_reason(),
+# A bad value in these fields is no malformed request but an invalid one, with its own code
+# (422), whether the field is missing, of another type or not one we know: the fields a
+# model names in `coded`.
+CODED: Mapping[str, Callable[[], Exception]] = {
+    "list": lambda: InvalidList(suppressions.LIST_RULE),
+    "reason": suppressions.unknown_reason,
 }
 
 
@@ -457,30 +469,35 @@ def bind(model: type[M], data: Any, where: str = "field") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _refusal(exc, where) from None
+        raise _refusal(exc, getattr(model, "coded", ()), where) from None
 
 
-def _refusal(exc: ValidationError, where: str) -> Exception:
+def _refusal(exc: ValidationError, coded: tuple[str, ...], where: str) -> Exception:
     errors = exc.errors(include_url=False, include_input=False)
-    malformed: list[str] = []
-    invalid: list[Exception] = []
+    if len(errors) == 1 and not errors[0]["loc"] and errors[0]["type"] == "model_type":
+        return InvalidRequest("the body must be a JSON object")
+    # One problem per field (or list item): a union's branches (str | None) each report one.
+    found: dict[tuple[Any, ...], Any] = {}
     for err in errors:
         loc = err["loc"]
-        name = str(loc[0]) if loc else ""
-        if err["type"] == "too_long" and len(loc) == 1 and name == "emails":
+        path = (loc[0], *(part for part in loc[1:] if isinstance(part, int))) if loc else ()
+        if path not in found or found[path]["type"] == "none_required":
+            found[path] = err
+    malformed: list[str] = []
+    invalid: list[Exception] = []
+    for path, err in found.items():
+        name = str(path[0]) if path else ""
+        if err["type"] == "too_long" and path == ("emails",):
             limit = (err.get("ctx") or {}).get("max_length")
             return PayloadTooLarge(f"at most {limit:,} addresses per request; split the batch")
-        if name in FIELD_ERRORS and len(loc) == 1:
-            invalid.append(FIELD_ERRORS[name](err["msg"]))
-            continue
-        if not loc:
-            malformed.append(err["msg"].removeprefix("Value error, "))
+        if len(path) == 1 and name in coded:
+            invalid.append(CODED[name]())
+        elif not path:
+            malformed.append(str(err["msg"]).removeprefix("Value error, "))
         else:
-            path = ".".join(str(part) for part in loc)
-            malformed.append(f"{where} {path!r}: {_message(err)}")
+            spelled = name + "".join(f"[{index}]" for index in path[1:])
+            malformed.append(f"{where} {spelled!r}: {_message(err)}")
     if malformed:
-        if not errors[0]["loc"] and errors[0]["type"] == "model_type":
-            return InvalidRequest("the body must be a JSON object")
         return InvalidRequest("; ".join(malformed))
     return invalid[0]
 
@@ -488,7 +505,8 @@ def _refusal(exc: ValidationError, where: str) -> Exception:
 def _message(err: Any) -> str:
     if err["type"] == "missing":
         return "is required"
-    return str(err["msg"]).removeprefix("Value error, ").lower()
+    text = str(err["msg"]).removeprefix("Value error, ")
+    return text[:1].lower() + text[1:]
 
 
 # --- operations -------------------------------------------------------------------------------

@@ -281,3 +281,21 @@ class Database:
         """Raise Unavailable unless the database answers a trivial query."""
         with self.begin(write=False) as session:
             session.execute(text("SELECT 1"))
+
+    def schema_problem(self) -> str | None:
+        """Why the schema is not the one this code expects, or None when it is."""
+        try:
+            current, head = self.current_revision(), self.head_revision()
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"database unavailable ({type(exc).__name__})") from None
+        if current == head:
+            return None
+        return f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
+
+    def require_current(self) -> None:
+        """Unavailable unless the database answers and its schema is current: a job or a
+        scheduler started before `suppress db upgrade` says so at once."""
+        self.ping()
+        problem = self.schema_problem()
+        if problem:
+            raise Unavailable(problem)

@@ -63,8 +63,39 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# What the service can connect to: SQLite, and PostgreSQL through psycopg 3 (installed).
+DATABASE_DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("psycopg",)}
+# Rate-limit counters: in this process, or in Redis (the [redis] extra is installed).
+LIMIT_STORAGES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
 class DatabaseSettings(Section):
     url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _is_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(value)
+        except (ArgumentError, ValueError):
+            raise _problem("is not a database URL such as sqlite:///path/suppress.db") from None
+        drivers = DATABASE_DRIVERS.get(parsed.get_backend_name())
+        if (
+            drivers is None
+            or (parsed.get_driver_name() or "") not in drivers
+            and not (parsed.get_backend_name() == "sqlite" and "+" not in parsed.drivername)
+        ):
+            raise _problem(
+                "must be sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE, "
+                f"not a {parsed.drivername} URL"
+            )
+        return value
+
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=MAX_MS)
     statement_timeout_ms: int = Field(default=10000, ge=0, le=MAX_MS)
     pool_size: int = Field(default=5, ge=1)
@@ -143,6 +174,17 @@ class RateLimitSettings(Section):
     api: str = "1000 per second"
     storage_url: str = "memory://"
     enabled: bool = True
+
+    @field_validator("storage_url")
+    @classmethod
+    def _is_storage(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if "://" not in value or scheme not in LIMIT_STORAGES:
+            raise _problem(
+                "must be memory:// or a Redis URL (redis://HOST:6379/0, rediss://, "
+                f"redis+unix://, redis+sentinel://, redis+cluster://){_not(value)}"
+            )
+        return value
 
     @field_validator("pages", "api")
     @classmethod

@@ -557,3 +557,67 @@ catch_up_minutes = 5
     assert s.scheduler.verify_audit_at == "04:00:30"  # an unquoted TOML time is taken too
     with pytest.raises(ValidationError):  # validated once, then never changed
         s.server.workers = 64  # type: ignore[misc]
+
+
+# --- refusals that once were tracebacks or silent ---------------------------------------------
+
+
+def load_error(tmp_path: Path, **values: str) -> ConfigError:
+    with pytest.raises(ConfigError) as refused:
+        config.load({"instance_dir": str(tmp_path)}, env=env(**values))
+    return refused.value
+
+
+def test_a_configuration_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'[server]\nhost = "\xff"\n')
+    assert "is not UTF-8 text" in load_error(tmp_path, SUPPRESS_CONFIG=str(latin)).message
+    folder = load_error(tmp_path, SUPPRESS_CONFIG=str(tmp_path)).message
+    assert folder == f"configuration file {tmp_path} is a folder, not a file"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["notaurl:x", "mysql://root@127.0.0.1/test", "postgresql+psycopg2://u@h/d", "sqlite+x:///y"],
+)
+def test_a_database_url_we_cannot_use_is_refused_at_start(tmp_path: Path, url: str) -> None:
+    message = load_error(tmp_path, SUPPRESS_DATABASE_URL=url).message
+    assert message.startswith("SUPPRESS_DATABASE_URL ([database] url): ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "postgresql+psycopg://postgres@127.0.0.1:5432/test", ""]
+)
+def test_the_database_urls_we_can_use_are_taken(tmp_path: Path, url: str) -> None:
+    assert config.load({"instance_dir": str(tmp_path)}, env=env(SUPPRESS_DATABASE_URL=url))
+
+
+def test_a_rate_limit_storage_we_cannot_use_is_refused_at_start(tmp_path: Path) -> None:
+    message = load_error(tmp_path, SUPPRESS_RATELIMIT_STORAGE_URL="bogus://x").message
+    assert message.startswith("SUPPRESS_RATELIMIT_STORAGE_URL ([ratelimit] storage_url): must be")
+    for url in ("memory://", "redis://127.0.0.1:6379/0", "rediss://h:6380/1"):
+        assert config.load(
+            {"instance_dir": str(tmp_path)}, env=env(SUPPRESS_RATELIMIT_STORAGE_URL=url)
+        )
+
+
+def test_a_mistyped_environment_name_of_a_section_is_refused(tmp_path: Path) -> None:
+    refused = load_error(tmp_path, SUPPRESS_SERVER_WOKERS="4")
+    assert refused.message == (
+        "SUPPRESS_SERVER_WOKERS: unknown setting (did you mean SUPPRESS_SERVER_WORKERS?)"
+    )
+    # Names of no section are other programs' (the client's SUPPRESS_URL, the tests' own).
+    assert config.load(
+        {"instance_dir": str(tmp_path)},
+        env=env(SUPPRESS_URL="http://x", SUPPRESS_TEST_PYTHON="/x", SUPPRESS_TOKEN="t"),
+    )
+
+
+def test_a_secret_put_in_an_ordinary_setting_is_not_repeated(tmp_path: Path) -> None:
+    secret = env()["SUPPRESS_TOKEN_SECRETS"]
+    pepper_key = TEST_PEPPER.partition(":")[2]
+    for name in ("SUPPRESS_BASE_URL", "SUPPRESS_PAGES_DEFAULT_LANGUAGE"):
+        for value in (secret, pepper_key):
+            refused = load_error(tmp_path, **{name: value})
+            assert value not in refused.message and "[secret]" in refused.message, name

@@ -44,4 +44,17 @@ def test_served_gate_records_and_checks_over_http(live_server: LiveServer) -> No
     )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
     assert bad.headers["X-Content-Type-Options"] == "nosniff"
+
+    # Over the 1 MiB cap: 413 whether the body says its length or comes chunked.
+    big = b'{"email": "' + b"a" * (2 << 20) + b'@example.se", "list": "news"}'
+    chunked = (big[i : i + 65536] for i in range(0, len(big), 65536))
+    for body in (big, chunked):
+        refused = requests.post(
+            url + "/v1/check",
+            headers={**headers, "Content-Type": "application/json"},
+            data=body,
+            timeout=30,
+        )
+        assert refused.status_code == 413
+        assert refused.json()["error"]["code"] == "payload_too_large"
     assert live_server.stop() == 0

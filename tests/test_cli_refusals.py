@@ -1,0 +1,55 @@
+"""The CLI refuses what it cannot do in one line, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from pathlib import Path
+
+from .conftest import SUPPRESS, TEST_PEPPER, TOKEN_SECRET, outside_tree
+
+
+def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SUPPRESS, *args],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        cwd=outside_tree(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0
+    # The scheduler logs JSON lines (alembic's among them) before it refuses.
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_init_with_a_bad_pepper_in_the_environment_writes_no_secrets_file(tmp_path: Path) -> None:
+    line = one_line(run(tmp_path, "init", SUPPRESS_PEPPERS="k1:bad!!"))
+    assert "pepper 'k1' is not valid base64" in line
+    assert not (outside_tree(tmp_path) / "instance" / "secrets.toml").exists()
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    secrets = {"SUPPRESS_PEPPERS": TEST_PEPPER, "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET}
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2"
+    line = one_line(run(tmp_path, "db", "upgrade", SUPPRESS_DATABASE_URL=url, **secrets))
+    assert line.endswith("[unavailable]") and "postgres@" not in line
+
+
+def test_jobs_and_the_scheduler_refuse_an_unmigrated_database_at_once(tmp_path: Path) -> None:
+    secrets = {
+        "SUPPRESS_PEPPERS": "k:" + base64.b64encode(b"k" * 32).decode(),
+        "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET,
+        "SUPPRESS_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+    }
+    for args in (("jobs", "run", "expire"), ("scheduler",)):
+        started = time.monotonic()
+        line = one_line(run(tmp_path, *args, **secrets))
+        assert "run 'suppress db upgrade'" in line, args
+        assert time.monotonic() - started < 30, args
