@@ -432,7 +432,6 @@ def test_lazy_rekey_moves_rows_to_the_active_pepper(db_url: str, tmp_path) -> No
 
     old_app = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER))
     old_rt: Runtime = old_app.extensions["suppress"]
-    old_rt.db.upgrade()
     from suppress import apikeys
     from suppress.models import Role
 

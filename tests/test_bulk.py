@@ -386,7 +386,6 @@ def test_filter_rekeys_old_pepper_hits(db_url: str, tmp_path: Path) -> None:
 
     old_app = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER))
     old_rt: Runtime = old_app.extensions["suppress"]
-    old_rt.db.upgrade()
     with old_rt.db.begin() as session:
         _k, token = apikeys.create(session, "rec", Role.recorder, actor="test")
     add(old_app.test_client(), token, email="a@example.se", list="news", reason="unsubscribe")

@@ -27,9 +27,7 @@ LISTS = ["news", "offers", "global"]
 
 
 def build(db_url: str, tmp_path: Path) -> Flask:
-    app = create_app(app_settings(db_url, tmp_path))
-    app.extensions["suppress"].db.upgrade()
-    return app
+    return create_app(app_settings(db_url, tmp_path))
 
 
 def test_once_suppressed_suppressed_until_removed_with_evidence(

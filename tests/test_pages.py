@@ -511,7 +511,6 @@ def test_link_under_an_older_pepper_is_recorded_there_and_rekeyed_by_the_next_ch
 ) -> None:
     old_app: Flask = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER))
     old_rt: Runtime = old_app.extensions["suppress"]
-    old_rt.db.upgrade()
     mailed_before_rotation = link(old_rt)
     old_rt.db.dispose()
 
@@ -539,7 +538,6 @@ def test_token_secret_rotation_keeps_old_links_working(db_url: str, tmp_path: An
     fresh = "fresh-secret-for-tests-0123456789abcdef"
     app: Flask = create_app(settings(db_url, tmp_path, token_secrets=f"{fresh},{TOKEN_SECRET}"))
     rt: Runtime = app.extensions["suppress"]
-    rt.db.upgrade()
     old_signer = TokenSigner([TOKEN_SECRET], rt.ring.key_ids)
     old_link = "/u/" + old_signer.sign(active_digest(rt.ring, EMAIL), "news", minted_by=MINTER)
     client = app.test_client()

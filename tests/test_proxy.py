@@ -22,7 +22,7 @@ PROXY = {"REMOTE_ADDR": "10.0.0.2"}  # every request reaches the app from the on
 
 
 def proxied_app(db_url: str, tmp_path: Path, hops: int) -> Flask:
-    app = create_app(
+    return create_app(
         settings(
             db_url,
             tmp_path,
@@ -30,8 +30,6 @@ def proxied_app(db_url: str, tmp_path: Path, hops: int) -> Flask:
             ratelimit={"pages": "2 per minute", "api": "2 per minute"},
         )
     )
-    app.extensions["suppress"].db.upgrade()
-    return app
 
 
 @pytest.fixture

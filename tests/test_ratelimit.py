@@ -23,9 +23,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def limited_app(db_url: str, tmp_path: Path, **ratelimit: Any) -> Flask:
-    app = create_app(settings(db_url, tmp_path, ratelimit=ratelimit))
-    app.extensions["suppress"].db.upgrade()
-    return app
+    return create_app(settings(db_url, tmp_path, ratelimit=ratelimit))
 
 
 @pytest.fixture

@@ -42,7 +42,6 @@ def jobs_rt(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
             },
         )
     )
-    runtime.db.upgrade()
     yield runtime
     runtime.db.dispose()
 
@@ -264,7 +263,6 @@ def test_a_failing_source_fails_the_run_and_says_why(db_url: str, tmp_path: Path
             reconcile={"sources": [{"name": "gone", "folder": str(tmp_path / "no"), "list": "n"}]},
         )
     )
-    rt.db.upgrade()
     try:
         outcome = scheduler.run_job(rt, "reconcile", "2026-11-25", wait=5)
         assert outcome.status == "failed"

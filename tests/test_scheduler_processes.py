@@ -89,7 +89,6 @@ class Processes:
 def rt(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """The test's own view of the database the processes share."""
     runtime = Runtime.load(settings(db_url, tmp_path))
-    runtime.db.upgrade()
     yield runtime
     runtime.db.dispose()
 

@@ -263,7 +263,6 @@ def test_links_name_their_minting_key_and_the_opt_out_records_it(
 def links_app(db_url: str, tmp_path: Path, **extra: Any) -> tuple[Flask, dict[str, str]]:
     app = create_app(settings(db_url, tmp_path, **extra))
     rt: Runtime = app.extensions["suppress"]
-    rt.db.upgrade()
     with rt.db.begin() as session:
         _key, token = apikeys.create(session, "job", Role.mailer, actor="test")
     return app, {"mailer": token}
