@@ -146,6 +146,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", ["sqlite"] if agnostic else BACKENDS, indirect=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("db_agnostic") and "backend" not in item.fixturenames:
+            raise pytest.UsageError(f"{item.nodeid} is marked db_agnostic but uses no database")
+
+
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -27,6 +27,7 @@ def rows(rt: Runtime) -> list[IdempotencyKey]:
         return found
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     "key", ["idem.person@example.se", "retry-idem.person@example.se-1", "anna@x", "@"]
 )

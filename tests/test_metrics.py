@@ -223,6 +223,7 @@ def per_worker_checks(metrics_dir: Path, scratch: Path) -> list[float]:
     return counts
 
 
+@pytest.mark.db_agnostic
 def test_metrics_are_summed_across_workers(empty_db_url: str, tmp_path: Path) -> None:
     # The server keeps its metrics folder under TMPDIR: here, where the test can read it.
     (tmp_path / "tmp").mkdir()

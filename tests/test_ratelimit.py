@@ -201,11 +201,13 @@ def test_each_request_authenticates_its_token_once(
         assert len(calls) == 1
 
 
+@pytest.mark.db_agnostic
 def test_health_endpoints_are_not_limited(small: Flask) -> None:
     client = small.test_client()
     assert {client.get("/healthz").status_code for _ in range(10)} == {200}
 
 
+@pytest.mark.db_agnostic
 def test_a_flood_gets_429s_and_never_a_5xx(db_url: str, tmp_path: Path) -> None:
     app = limited_app(db_url, tmp_path, pages="20 per day")
     client = app.test_client()
@@ -223,6 +225,7 @@ def test_a_flood_gets_429s_and_never_a_5xx(db_url: str, tmp_path: Path) -> None:
     app.extensions["suppress"].db.dispose()
 
 
+@pytest.mark.db_agnostic
 def test_an_unreachable_limit_store_falls_back_to_memory(db_url: str, tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port that refuses connections
         sock.bind(("127.0.0.1", 0))
@@ -244,6 +247,7 @@ def redis_or_skip() -> None:
         pytest.skip(reason)
 
 
+@pytest.mark.db_agnostic
 def test_counters_are_shared_through_redis(db_url: str, tmp_path: Path) -> None:
     redis_or_skip()
     # Two app instances (two hosts, in production) count against one budget.
@@ -287,6 +291,7 @@ def test_made_up_tokens_count_against_the_address_through_redis(
         app.extensions["suppress"].db.dispose()
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     "bad", [{"pages": "lots"}, {"api": "5 per fortnight"}, {"pages": 120}, {"api": ""}]
 )
@@ -295,6 +300,7 @@ def test_bad_rates_fail_at_start_up(db_url: str, tmp_path: Path, bad: dict[str, 
         create_app(settings(db_url, tmp_path, ratelimit=bad))
 
 
+@pytest.mark.db_agnostic
 def test_limits_can_be_switched_off(db_url: str, tmp_path: Path) -> None:
     app = limited_app(db_url, tmp_path, pages="1 per day", enabled=False)
     client: FlaskClient = app.test_client()

@@ -362,6 +362,7 @@ def test_jobs_api_runs_and_lists_for_admins_only(
     assert bad.status_code == 400
 
 
+@pytest.mark.db_agnostic
 def test_openapi_lists_the_job_routes(client: FlaskClient) -> None:
     paths = client.get("/v1/openapi.json").get_json()["paths"]
     assert "get" in paths["/v1/jobs"] and "post" in paths["/v1/jobs/{name}/run"]
