@@ -150,6 +150,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("db_agnostic") and "backend" not in item.fixturenames:
             raise pytest.UsageError(f"{item.nodeid} is marked db_agnostic but uses no database")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # On several workers the long runs start first, beside the short ones, instead of
+        # last, alone (the order is the same on every worker, as pytest-xdist requires).
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from .test_peppers import THIRD_PEPPER
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 def test_an_instance_without_a_pepper_stops_answering_when_another_writes_under_it(
     empty_db_url: str, tmp_path: Path
 ) -> None:

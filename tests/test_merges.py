@@ -171,6 +171,7 @@ def test_a_second_add_keeps_the_stronger_terms(
     rt.db.dispose()
 
 
+@pytest.mark.slow
 def test_gate_state_machine_never_lets_an_opt_out_through(
     db_url: str, tmp_path: Path, clock: Clock
 ) -> None:

@@ -135,6 +135,7 @@ list = "news"
 """
 
 
+@pytest.mark.slow
 def test_two_schedulers_started_together_run_each_job_body_once(
     rt: Runtime, tmp_path: Path
 ) -> None:
