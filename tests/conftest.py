@@ -330,6 +330,21 @@ class LiveServer:
             pass
         self.proc.wait(timeout=30)
         self.log.close()
+        # The master is reaped, but a worker may not have died yet: until it has, its copy of
+        # the listening socket still takes connections (then drops them unanswered).
+        import socket
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except ConnectionRefusedError:
+                return
+            except OSError:  # a timeout on a busy machine: ask again
+                pass
+            assert time.monotonic() < deadline, f"port {self.port} still open after SIGKILL"
+            time.sleep(0.01)
 
     def cli(self, *args: str) -> Any:
         """Run a `suppress` CLI command against the same database."""
