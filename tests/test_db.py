@@ -76,9 +76,8 @@ def schema_snapshot(url: str) -> dict[str, Any]:
             snapshot = {
                 "columns": rows(
                     "SELECT table_name, column_name, ordinal_position, data_type, "
-                    "character_maximum_length, is_nullable, column_default, "
-                    "col_description((quote_ident(table_schema) || '.' || quote_ident(table_name))"
-                    "::regclass, "
+                    "character_maximum_length, is_nullable, column_default, col_description("
+                    "(quote_ident(table_schema) || '.' || quote_ident(table_name))::regclass, "
                     "ordinal_position) FROM information_schema.columns WHERE table_schema = :s"
                 ),
                 "constraints": rows(
