@@ -112,7 +112,7 @@ def test_request_latency_is_observed_by_route_method_and_status(
     names = [
         f"suppress_request_duration_seconds_count{ok}",
         f"suppress_request_duration_seconds_count{refused}",
-        f'suppress_request_duration_seconds_bucket{{le="60.0",{ok[1:]}',
+        f'suppress_request_duration_seconds_bucket{{le="+Inf",{ok[1:]}',
     ]
     before = scrape(client)
     for _ in range(3):
@@ -124,7 +124,7 @@ def test_request_latency_is_observed_by_route_method_and_status(
     took = value(after, f"suppress_request_duration_seconds_sum{ok}") - value_or_zero(
         before, f"suppress_request_duration_seconds_sum{ok}"
     )
-    assert 0 < took < 60
+    assert took > 0
 
 
 def test_suppressions_gauge_follows_the_table_by_reason(
