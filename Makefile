@@ -1,4 +1,5 @@
-# suppress: `make run` serves on the embedded SQLite default; `make test` runs the whole suite.
+# suppress: `make run` serves on the embedded SQLite default; `make test` runs the whole suite,
+# `make quick` all but the slow tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,8 +8,11 @@ PORT ?= 8000
 
 # The wheel the end-to-end tests run, installed into a venv of its own (never the work tree).
 WHEEL_VENV ?= .venv-wheel
+# pytest-xdist workers; PYTEST_WORKERS=0 runs the suite in this one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-.PHONY: run test lint install install-test wheel clean translations screenshots
+.PHONY: run test quick lint install install-test wheel clean translations screenshots
 
 # The runtime alone: what `make run` needs.
 $(VENV)/.runtime: pyproject.toml
@@ -36,11 +40,17 @@ run: install
 	$(BIN)/suppress init
 	$(BIN)/suppress serve --host $(HOST) --port $(PORT)
 
-# Lint, types, then the suite; subprocess tests start the installed wheel's `suppress`.
+# Lint, types, then the whole suite (what CI runs); subprocess tests start the installed
+# wheel's `suppress`.
 test: install-test wheel
 	$(BIN)/ruff check suppress tests
 	$(BIN)/mypy
-	SUPPRESS_TEST_PYTHON=$(abspath $(WHEEL_VENV))/bin/python $(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+	SUPPRESS_TEST_PYTHON=$(abspath $(WHEEL_VENV))/bin/python $(PYTEST) --durations=15 $(PYTEST_ARGS)
+
+# Everything but the tests marked slow (fault loops, process races, long property searches),
+# against this work tree: the subset to run while changing code.
+quick: install-test
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check suppress tests

@@ -57,7 +57,8 @@ class DatabaseCollector(Collector):
     def __init__(self, app: Flask, ttl: float):
         self.app = app
         self.ttl = ttl
-        self._cache: tuple[float, list[Any]] = (0.0, [])
+        # Never read yet: the first scrape queries, however recently the host booted.
+        self._cache: tuple[float, list[Any]] = (float("-inf"), [])
 
     def describe(self) -> list[Any]:
         return []  # nothing to query at registration time

@@ -1,9 +1,16 @@
-"""Shared fixtures: a db_url over SQLite and PostgreSQL, the app, client, runner and API keys."""
+"""Shared fixtures: a db_url over SQLite and PostgreSQL, the app, client, runner and API keys.
+
+The migrations run once per database per session; each test gets a database of its own that
+looks freshly migrated (db_url), or an empty one (empty_db_url) when the migrations or a
+server's own `suppress db upgrade` are what it tests.
+"""
 
 from __future__ import annotations
 
 import base64
 import os
+import re
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -14,10 +21,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from suppress import create_app
 from suppress.apikeys import Role
+from suppress.db import Database
 from suppress.runtime import Runtime
 
 TEST_PEPPER = "t1:" + base64.b64encode(b"pepper-for-tests-only-0123456789").decode()
@@ -30,6 +38,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # tests run what an operator installs, not this work tree. Locally it defaults to this Python.
 INSTALLED_PYTHON = os.environ.get("SUPPRESS_TEST_PYTHON") or sys.executable
 SUPPRESS = [INSTALLED_PYTHON, "-m", "suppress.cli"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 def outside_tree(tmp_path: Path) -> Path:
@@ -49,28 +58,130 @@ def postgres_or_skip() -> str:
     pytest.skip(reason)
 
 
+_ADMIN_ENGINES: dict[str, Engine] = {}
+
+
+def _admin(base: str) -> Engine:
+    """One autocommit engine per server for creating and dropping schemas (kept for the session)."""
+    if base not in _ADMIN_ENGINES:
+        _ADMIN_ENGINES[base] = create_engine(base, isolation_level="AUTOCOMMIT")
+    return _ADMIN_ENGINES[base]
+
+
 @contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A URL on the PostgreSQL test server whose search_path is a fresh, private schema."""
+def postgres_schema(migration: str = "") -> Iterator[str]:
+    """A URL on the PostgreSQL test server whose search_path is a private schema of its own:
+    empty, or with `migration` (SQL, see postgres_migration) run in it first."""
     base = postgres_or_skip()
     schema = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    admin = _admin(base)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        if migration:  # one round trip, one transaction
+            conn.exec_driver_sql(
+                f'BEGIN; CREATE SCHEMA "{schema}"; SET LOCAL search_path TO "{schema}";\n'
+                f"{migration}COMMIT;"
+            )
+        else:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in base else "?"
     try:
         yield f"{base}{sep}options=-csearch_path%3D{schema}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'suppress.db'}"
+# The statements Alembic itself runs to find out what to do (the migration lock and catalog
+# look-ups); they change nothing, so a recorded migration leaves them out.
+_LOOK_UPS = re.compile(r"^\s*SELECT\s+(pg_advisory_xact_lock\(|pg_catalog\.)", re.IGNORECASE)
+
+
+def record_migration(db: Database) -> str:
+    """Run the real migrations (`db.upgrade()`) on an empty database and return, as one SQL
+    script, every statement they sent that changes anything, in order."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if _LOOK_UPS.match(statement):
+            return
+        if parameters:  # a script cannot carry them: fail loudly rather than replay wrongly
+            raise RuntimeError(f"a migration sent a statement with parameters: {statement}")
+        statements.append(statement.strip())
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        db.upgrade()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return ";\n".join(statements) + ";\n"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session (by the real migrations); tests get copies."""
+    path = tmp_path_factory.mktemp("template") / "suppress.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    db.dispose()  # the last connection checkpoints the WAL into the file and removes it
+    assert not Path(f"{path}-wal").exists(), "the template must be one self-contained file"
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migration() -> str:
+    """The real migrations, run once per session in a schema of their own and recorded: every
+    test's schema then gets the same statements in one round trip."""
+    with postgres_schema() as url:
+        db = Database(url)
+        try:
+            return record_migration(db)
+        finally:
+            db.dispose()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests on a database run on SQLite and PostgreSQL; db_agnostic ones on SQLite alone."""
+    if "backend" in metafunc.fixturenames:
+        agnostic = metafunc.definition.get_closest_marker("db_agnostic") is not None
+        metafunc.parametrize("backend", ["sqlite"] if agnostic else BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("db_agnostic") and "backend" not in item.fixturenames:
+            raise pytest.UsageError(f"{item.nodeid} is marked db_agnostic but uses no database")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # On several workers the long runs start first, beside the short ones, instead of
+        # last, alone (the order is the same on every worker, as pytest-xdist requires).
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of this test's own that looks freshly migrated: a copy of the session's
+    migrated SQLite file, or a PostgreSQL schema made by the session's recorded migration."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "suppress.db"
+        shutil.copyfile(template, path)
+        os.chmod(path, 0o600)
+        yield f"sqlite:///{path}"
+        return
+    with postgres_schema(request.getfixturevalue("postgres_migration")) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database (no schema yet): for tests of the migrations themselves and
+    for servers started the way an operator does, `suppress db upgrade` first."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     with postgres_schema() as url:
         yield url
@@ -99,7 +210,6 @@ def overrides(db_url: str, tmp_path: Path) -> dict[str, Any]:
 def app(overrides: dict[str, Any]) -> Iterator[Flask]:
     app = create_app(overrides)
     rt: Runtime = app.extensions["suppress"]
-    rt.db.upgrade()
     app.config["TESTING"] = True
     yield app
     rt.db.dispose()
@@ -227,6 +337,21 @@ class LiveServer:
             pass
         self.proc.wait(timeout=30)
         self.log.close()
+        # The master is reaped, but a worker may not have died yet: until it has, its copy of
+        # the listening socket still takes connections (then drops them unanswered).
+        import socket
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except ConnectionRefusedError:
+                return
+            except OSError:  # a timeout on a busy machine: ask again
+                pass
+            assert time.monotonic() < deadline, f"port {self.port} still open after SIGKILL"
+            time.sleep(0.01)
 
     def cli(self, *args: str) -> Any:
         """Run a `suppress` CLI command against the same database."""
@@ -272,8 +397,8 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    server = LiveServer(db_url, tmp_path)
+def live_server(empty_db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(empty_db_url, tmp_path)
     yield server
     server.stop()
 

@@ -141,6 +141,7 @@ def test_expired_suppression_no_longer_applies(
     assert check(client, tokens["mailer"], "c@example.se")["allowed"] is True
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -213,6 +214,7 @@ def test_add_rejects_bad_input_with_the_error_envelope(
         assert session.scalar(select(func.count()).select_from(Suppression)) == 0
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("data", "content_type", "code"),
     [
@@ -249,6 +251,7 @@ DEEP_BODIES = {
 }
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
 @pytest.mark.parametrize("body", DEEP_BODIES.values(), ids=DEEP_BODIES.keys())
 def test_json_nested_too_deep_is_400_on_every_json_route(
@@ -266,6 +269,7 @@ def test_json_nested_too_deep_is_400_on_every_json_route(
         assert session.scalar(select(func.count()).select_from(Suppression)) == 0
 
 
+@pytest.mark.db_agnostic
 def test_json_nested_up_to_the_bound_is_read(client: FlaskClient, tokens: dict[str, str]) -> None:
     body = '{"email": "a@example.se", "list": "news", "x": ' + "[" * 31 + "]" * 31 + "}"
     response = client.post(
@@ -274,6 +278,7 @@ def test_json_nested_up_to_the_bound_is_read(client: FlaskClient, tokens: dict[s
     assert response.status_code == 200 and response.get_json()["allowed"] is True
 
 
+@pytest.mark.db_agnostic
 def test_check_validates_email_and_list(client: FlaskClient, tokens: dict[str, str]) -> None:
     bad_email = client.post(
         "/v1/check", json={"email": "nope", "list": "news"}, headers=bearer(tokens["mailer"])
@@ -289,6 +294,7 @@ def test_check_validates_email_and_list(client: FlaskClient, tokens: dict[str, s
     assert no_list.get_json()["error"]["code"] == "invalid_list"
 
 
+@pytest.mark.db_agnostic
 def test_oversized_body_is_413(client: FlaskClient, tokens: dict[str, str]) -> None:
     response = client.post(
         "/v1/check",
@@ -300,6 +306,7 @@ def test_oversized_body_is_413(client: FlaskClient, tokens: dict[str, str]) -> N
     assert response.get_json()["error"]["code"] == "payload_too_large"
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer sk_wrong", "Basic dXNlcjpwdw=="])
 def test_missing_or_bad_token_is_401(client: FlaskClient, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
@@ -310,6 +317,7 @@ def test_missing_or_bad_token_is_401(client: FlaskClient, header: str | None) ->
     assert response.get_json()["error"]["code"] == "unauthorized"
 
 
+@pytest.mark.db_agnostic
 def test_requests_in_one_app_context_never_share_an_authentication(
     app: Any, client: FlaskClient, tokens: dict[str, str]
 ) -> None:
@@ -321,6 +329,7 @@ def test_requests_in_one_app_context_never_share_an_authentication(
         assert client.post("/v1/check", json=body).status_code == 401
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("role", "method", "path", "status"),
     [
@@ -418,6 +427,7 @@ def test_idempotency_key_replays_and_rejects_a_different_body(
         )
 
 
+@pytest.mark.db_agnostic
 def test_unknown_route_and_method_use_the_envelope(client: FlaskClient) -> None:
     missing = client.get("/v1/nothing")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
@@ -432,7 +442,6 @@ def test_lazy_rekey_moves_rows_to_the_active_pepper(db_url: str, tmp_path) -> No
 
     old_app = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER))
     old_rt: Runtime = old_app.extensions["suppress"]
-    old_rt.db.upgrade()
     from suppress import apikeys
     from suppress.models import Role
 

@@ -63,6 +63,7 @@ def contrast(page: Any, selector: str, background: str | None = None) -> float:
     return float(page.evaluate(CONTRAST_JS, [fg, bg]))
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.e2e
 def test_recipient_unsubscribes_from_everything_in_a_real_browser(
     browser: Any, live_server: LiveServer, tmp_path: Path

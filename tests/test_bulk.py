@@ -105,6 +105,7 @@ def test_stream_csv_uses_the_first_column_and_answers_whole_lines(
     )
 
 
+@pytest.mark.db_agnostic
 def test_stream_rejects_bad_bytes_and_bom_is_ignored(
     client: FlaskClient, seeded: dict[str, str]
 ) -> None:
@@ -141,6 +142,7 @@ def test_small_batches_give_the_same_answer(
     assert whole == b"a@example.se\nc@example.se\n# checked=5 allowed=2 suppressed=3 invalid=0\n"
 
 
+@pytest.mark.db_agnostic
 def test_stream_needs_a_list_a_text_type_and_the_mailer_role(
     client: FlaskClient, seeded: dict[str, str]
 ) -> None:
@@ -159,6 +161,7 @@ def test_stream_needs_a_list_a_text_type_and_the_mailer_role(
     assert anonymous.status_code == 401
 
 
+@pytest.mark.db_agnostic
 def test_stream_fails_closed_when_the_database_fails(
     client: FlaskClient, seeded: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +282,7 @@ def test_iter_lines_skips_a_32_mib_line_in_bounded_memory() -> None:
     assert body.reads == (32 << 20) // bulk.READ_CHUNK + 2  # read as it comes, chunk by chunk
 
 
+@pytest.mark.db_agnostic
 def test_stream_skips_an_overlong_line_in_bounded_memory(
     client: FlaskClient, seeded: dict[str, str]
 ) -> None:
@@ -296,6 +300,7 @@ def test_stream_skips_an_overlong_line_in_bounded_memory(
     assert peak < 4 << 20
 
 
+@pytest.mark.db_agnostic
 def test_stream_counts_overlong_lines_and_fields_as_invalid_lines(
     client: FlaskClient, seeded: dict[str, str]
 ) -> None:
@@ -368,6 +373,7 @@ def test_json_filter_takes_100000_addresses_over_1_mib_and_refuses_more(
     assert huge.status_code == 413
 
 
+@pytest.mark.db_agnostic
 def test_json_filter_validates_its_body(client: FlaskClient, tokens: dict[str, str]) -> None:
     headers = bearer(tokens["mailer"])
     bad_list = client.post("/v1/filter", json={"list": "News!", "emails": []}, headers=headers)
@@ -386,7 +392,6 @@ def test_filter_rekeys_old_pepper_hits(db_url: str, tmp_path: Path) -> None:
 
     old_app = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER))
     old_rt: Runtime = old_app.extensions["suppress"]
-    old_rt.db.upgrade()
     with old_rt.db.begin() as session:
         _k, token = apikeys.create(session, "rec", Role.recorder, actor="test")
     add(old_app.test_client(), token, email="a@example.se", list="news", reason="unsubscribe")
@@ -572,6 +577,7 @@ def test_import_idempotency_key_replays_and_rejects_another_body(
     assert len(stored) == 1 and "@" not in stored[0] and "example" not in stored[0]
 
 
+@pytest.mark.db_agnostic
 def test_import_validates_its_query_type_and_role(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:
@@ -601,6 +607,7 @@ def test_import_of_more_than_1_mib(
     assert count(rt) == 40_000
 
 
+@pytest.mark.db_agnostic
 def test_openapi_documents_the_bulk_routes(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     paths = doc["paths"]
@@ -621,6 +628,7 @@ def test_openapi_documents_the_bulk_routes(client: FlaskClient) -> None:
     }
 
 
+@pytest.mark.db_agnostic
 def test_json_filter_refuses_a_different_list_in_the_query(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:

@@ -80,6 +80,7 @@ def test_domain_add_and_check(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("check", "a@sub.example.org", "--list", "news").exit_code == 1
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -93,6 +93,7 @@ def test_filter_failure_prints_nothing_and_exits_non_zero(
     assert "unavailable" in result.stderr
 
 
+@pytest.mark.db_agnostic
 def test_filter_over_http_needs_a_token(suppress_cli: Any) -> None:
     result = suppress_cli(
         "filter", "--list", "news", "--url", "http://127.0.0.1:9", input=b"a@example.se\n"
@@ -101,6 +102,7 @@ def test_filter_over_http_needs_a_token(suppress_cli: Any) -> None:
     assert "token" in result.stderr
 
 
+@pytest.mark.db_agnostic
 def test_filter_over_http_fails_closed_when_nobody_answers(
     suppress_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +114,7 @@ def test_filter_over_http_fails_closed_when_nobody_answers(
     assert "nothing was written" in result.stderr
 
 
+@pytest.mark.db_agnostic
 def test_filter_and_import_validate_options(suppress_cli: Any, tmp_path: Path) -> None:
     assert suppress_cli("filter", "--list", "Bad!", input=b"").exit_code != 0
     empty = tmp_path / "empty.txt"

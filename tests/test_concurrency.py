@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -127,6 +128,7 @@ def assert_consistent(server: LiveServer, db_url: str) -> None:
     assert chain.ok, chain.to_dict()
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_checks_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     server = LiveServer(url, tmp_path, workers=4)
@@ -136,6 +138,7 @@ def test_concurrent_writers_and_checks_on_sqlite(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_checks_on_postgres(tmp_path: Path) -> None:
     from .conftest import postgres_schema
 

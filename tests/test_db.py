@@ -7,31 +7,126 @@ import shutil
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from suppress.db import Database
 from suppress.errors import Unavailable
 from suppress.runtime import Runtime
 
 
-def test_migrations_match_the_models(rt: Runtime) -> None:
-    assert rt.db.drift() == []
-    assert rt.db.current_revision() == rt.db.head_revision()
+def test_migrations_match_the_models(empty_db_url: str) -> None:
+    db = Database(empty_db_url)
+    try:
+        assert db.current_revision() is None
+        db.upgrade()
+        assert db.drift() == []
+        assert db.current_revision() == db.head_revision()
+    finally:
+        db.dispose()
 
 
-def test_upgrade_twice_is_harmless(rt: Runtime) -> None:
-    rt.db.upgrade()
-    assert rt.db.current_revision() == rt.db.head_revision()
+def test_upgrade_twice_is_harmless(empty_db_url: str) -> None:
+    db = Database(empty_db_url)
+    try:
+        db.upgrade()
+        with db.begin() as session:
+            session.execute(
+                text(
+                    "INSERT INTO job_lease (job, owner, acquired_at, lease_until) "
+                    "VALUES ('x', 'o', '2026-01-01', '2026-01-01')"
+                )
+            )
+        db.upgrade()
+        assert db.current_revision() == db.head_revision()
+        with db.begin(write=False) as session:  # the second upgrade changed nothing
+            assert session.execute(text("SELECT job FROM job_lease")).scalars().all() == ["x"]
+    finally:
+        db.dispose()
 
 
-def test_instances_starting_together_migrate_one_at_a_time(db_url: str) -> None:
+def schema_snapshot(url: str) -> dict[str, Any]:
+    """Everything a migration makes, as comparable values: tables, columns, defaults,
+    constraints, indexes, triggers, functions, comments, sequences, and every table's rows."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                master = conn.execute(
+                    text("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+                ).all()
+                tables = [name for kind, name, _t, _s in master if kind == "table"]
+                return {
+                    "master": [tuple(row) for row in master],
+                    "rows": {t: conn.execute(text(f'SELECT * FROM "{t}"')).all() for t in tables},
+                    "journal_mode": conn.execute(text("PRAGMA journal_mode")).scalar(),
+                }
+            schema = conn.execute(text("SELECT current_schema()")).scalar()
+            assert schema and schema.startswith("t_")
+
+            def rows(sql: str) -> list[tuple[Any, ...]]:
+                found = conn.execute(text(sql), {"s": schema}).all()
+                return sorted(
+                    tuple(str(v).replace(f"{schema}.", "<schema>.") for v in row) for row in found
+                )
+
+            snapshot = {
+                "columns": rows(
+                    "SELECT table_name, column_name, ordinal_position, data_type, "
+                    "character_maximum_length, is_nullable, column_default, col_description("
+                    "(quote_ident(table_schema) || '.' || quote_ident(table_name))::regclass, "
+                    "ordinal_position) FROM information_schema.columns WHERE table_schema = :s"
+                ),
+                "constraints": rows(
+                    "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(c.oid)"
+                    " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                    "WHERE n.nspname = :s"
+                ),
+                "indexes": rows("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s"),
+                "triggers": rows(
+                    "SELECT tgname, pg_get_triggerdef(t.oid), tgenabled FROM pg_trigger t "
+                    "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = :s AND NOT t.tgisinternal"
+                ),
+                "functions": rows(
+                    "SELECT proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+                    "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :s"
+                ),
+                "sequences": rows(
+                    "SELECT sequencename, start_value, last_value FROM pg_sequences "
+                    "WHERE schemaname = :s"
+                ),
+            }
+            tables = [
+                row[0] for row in rows("SELECT tablename FROM pg_tables WHERE schemaname = :s")
+            ]
+            snapshot["rows"] = {t: conn.execute(text(f'SELECT * FROM "{t}"')).all() for t in tables}
+            return snapshot
+    finally:
+        engine.dispose()
+
+
+def test_every_test_database_looks_freshly_migrated(db_url: str, empty_db_url: str) -> None:
+    """The fixtures hand each test a copy of a session's migration: it must be exactly what
+    the migrations make, and hold nothing an earlier test wrote."""
+    db = Database(empty_db_url)
+    db.upgrade()
+    db.dispose()
+    migrated, copied = schema_snapshot(empty_db_url), schema_snapshot(db_url)
+    assert copied == migrated
+    assert copied["rows"].pop("alembic_version") == [(db.head_revision(),)]
+    assert set(copied["rows"]) >= {"audit_event", "suppression", "api_key", "secret_check"}
+    assert all(rows == [] for rows in copied["rows"].values()), copied["rows"]
+
+
+def test_instances_starting_together_migrate_one_at_a_time(empty_db_url: str) -> None:
     """Every unit runs `suppress db upgrade` as it starts; several hosts start at once."""
     import threading
 
-    databases = [Database(db_url) for _ in range(4)]
+    databases = [Database(empty_db_url) for _ in range(4)]
     failures: list[BaseException] = []
     start = threading.Barrier(len(databases))
 
@@ -129,12 +224,12 @@ def test_readyz_reports_ready(client: FlaskClient) -> None:
     assert response.status_code == 200 and response.get_json()["ready"] is True
 
 
-def test_readyz_fails_without_schema(db_url: str, tmp_path: Path) -> None:
+def test_readyz_fails_without_schema(empty_db_url: str, tmp_path: Path) -> None:
     from suppress import create_app
 
     from .conftest import settings
 
-    app = create_app(settings(db_url, tmp_path))
+    app = create_app(settings(empty_db_url, tmp_path))
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "unavailable"

@@ -266,6 +266,7 @@ def shared_postgres() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_two_instances_and_two_schedulers_on_one_postgresql(
     tmp_path: Path, shared_postgres: str
 ) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import select
 
@@ -143,6 +144,7 @@ def assert_all_kept(server: LiveServer, db_url: str, acked: list[str]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_acknowledged_opt_outs_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'durable.db'}"
     server = LiveServer(url, tmp_path, workers=1, extra_env=NO_LIMITS)
@@ -153,6 +155,7 @@ def test_acknowledged_opt_outs_survive_sigkill_on_sqlite(tmp_path: Path) -> None
         server.stop()
 
 
+@pytest.mark.slow
 def test_acknowledged_opt_outs_survive_sigkill_and_postgres_crash(
     private_pg: Any, tmp_path: Path
 ) -> None:

@@ -117,6 +117,7 @@ def test_streamed_filter_import_client_and_cli_over_http(
         list(Client(url, token, retries=0).filter(["a@example.se"], "news"))
 
 
+@pytest.mark.db_agnostic
 def test_cli_filter_over_http_fails_closed_on_a_bad_token(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
@@ -130,6 +131,7 @@ def test_cli_filter_over_http_fails_closed_on_a_bad_token(
     assert "unauthorized" in result.stderr
 
 
+@pytest.mark.db_agnostic
 def test_cli_filter_over_http_counts_an_overlong_line_as_one_invalid_line(
     live_server: LiveServer, tmp_path: Path
 ) -> None:

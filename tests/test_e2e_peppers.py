@@ -16,13 +16,16 @@ from .test_peppers import THIRD_PEPPER
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 def test_an_instance_without_a_pepper_stops_answering_when_another_writes_under_it(
-    db_url: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    lacking = LiveServer(db_url, tmp_path / "a", peppers=TEST_PEPPER, workers=1)
-    rotated = LiveServer(db_url, tmp_path / "b", peppers=f"{THIRD_PEPPER},{TEST_PEPPER}", workers=1)
+    lacking = LiveServer(empty_db_url, tmp_path / "a", peppers=TEST_PEPPER, workers=1)
+    rotated = LiveServer(
+        empty_db_url, tmp_path / "b", peppers=f"{THIRD_PEPPER},{TEST_PEPPER}", workers=1
+    )
     try:
         made = lacking.cli("keys", "create", "--name", "gate", "--role", "recorder")
         assert made.returncode == 0, made.stderr

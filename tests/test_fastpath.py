@@ -74,6 +74,7 @@ def long_addresses(draw: st.DrawFn) -> str:
     return "a" * local_len + "@" + ".".join(labels + ["se"])
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(generated())
 @example("anna.berg+nyhetsbrev@example.se")
@@ -88,6 +89,7 @@ def test_fast_path_agrees_on_arbitrary_ascii(raw: str) -> None:
     assert_same(raw)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000)
 @given(st.from_regex(addresses._FAST, fullmatch=True))
 def test_fast_path_agrees_on_everything_its_pattern_accepts(raw: str) -> None:

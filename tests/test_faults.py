@@ -26,6 +26,7 @@ def post(
     return requests.post(server.url + path, json=body, headers=headers, timeout=30)
 
 
+@pytest.mark.slow
 def test_database_stopped_means_503_everywhere_then_recovers(
     private_pg: Any, tmp_path: Path
 ) -> None:
@@ -76,6 +77,7 @@ def test_database_stopped_means_503_everywhere_then_recovers(
         server.stop()
 
 
+@pytest.mark.slow
 def test_read_only_database_refuses_writes_but_checks_tell_the_truth(
     private_pg: Any, tmp_path: Path
 ) -> None:
@@ -108,6 +110,7 @@ def test_read_only_database_refuses_writes_but_checks_tell_the_truth(
         server.stop()
 
 
+@pytest.mark.slow
 def test_slow_database_answers_503_within_the_statement_timeout(
     private_pg: Any, tmp_path: Path
 ) -> None:

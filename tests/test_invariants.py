@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,11 +28,10 @@ LISTS = ["news", "offers", "global"]
 
 
 def build(db_url: str, tmp_path: Path) -> Flask:
-    app = create_app(app_settings(db_url, tmp_path))
-    app.extensions["suppress"].db.upgrade()
-    return app
+    return create_app(app_settings(db_url, tmp_path))
 
 
+@pytest.mark.slow
 def test_once_suppressed_suppressed_until_removed_with_evidence(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 import requests
 from flask.testing import FlaskClient
 
@@ -13,6 +14,7 @@ from suppress.logs import JsonFormatter
 from .conftest import LiveServer, bearer
 
 
+@pytest.mark.db_agnostic
 def test_every_response_carries_a_request_id(client: FlaskClient) -> None:
     generated = client.get("/healthz").headers["X-Request-Id"]
     assert len(generated) == 32 and int(generated, 16) >= 0
@@ -36,6 +38,7 @@ def test_json_formatter_writes_one_object_per_line() -> None:
     assert "\n" not in line
 
 
+@pytest.mark.db_agnostic
 def test_served_access_log_is_json_with_request_ids_and_no_tokens(live_server: LiveServer) -> None:
     token = live_server.cli("keys", "create", "--name", "logs", "--role", "mailer").stdout.split()[
         -1

@@ -64,9 +64,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 def build(db_url: str, tmp_path: Path, peppers: list[str]) -> Flask:
     # Active pepper first, as SUPPRESS_PEPPERS lists them.
-    app = create_app(app_settings(db_url, tmp_path, peppers=",".join(reversed(peppers))))
-    app.extensions["suppress"].db.upgrade()
-    return app
+    return create_app(app_settings(db_url, tmp_path, peppers=",".join(reversed(peppers))))
 
 
 def iso(moment: datetime) -> str:
@@ -174,6 +172,7 @@ def test_a_second_add_keeps_the_stronger_terms(
     rt.db.dispose()
 
 
+@pytest.mark.slow
 def test_gate_state_machine_never_lets_an_opt_out_through(
     db_url: str, tmp_path: Path, clock: Clock
 ) -> None:

@@ -13,6 +13,7 @@ from suppress.errors import ErrorCode
 from suppress.models import LIST_PATTERN, Reason
 
 
+@pytest.mark.db_agnostic
 def test_openapi_lists_every_route(app: Flask, client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
@@ -28,12 +29,14 @@ def test_openapi_lists_every_route(app: Flask, client: FlaskClient) -> None:
     assert documented == served
 
 
+@pytest.mark.db_agnostic
 def test_a_route_without_an_operation_cannot_be_served_undocumented(app: Flask) -> None:
     app.add_url_rule("/v1/undocumented", "undocumented", lambda: "x")
     with pytest.raises(RuntimeError, match="/v1/undocumented declares no Operation"):
         contract.document(app, "https://suppress.example.com")
 
 
+@pytest.mark.db_agnostic
 def test_constants_come_from_where_they_are_owned(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     schemas = doc["components"]["schemas"]
@@ -49,6 +52,7 @@ def params(doc: dict[str, Any], path: str, method: str) -> dict[str, Any]:
     return {p["name"]: p for p in doc["paths"][path][method].get("parameters", [])}
 
 
+@pytest.mark.db_agnostic
 def test_query_parameters_carry_their_bounds(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     limit = params(doc, "/v1/jobs", "get")["limit"]["schema"]
@@ -65,6 +69,7 @@ def test_query_parameters_carry_their_bounds(client: FlaskClient) -> None:
     assert params(doc, "/u/{token}", "get")["lang"]["schema"]["pattern"]
 
 
+@pytest.mark.db_agnostic
 def test_the_unsubscribe_form_is_documented_for_both_encodings(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     content = doc["paths"]["/u/{token}"]["post"]["requestBody"]["content"]
@@ -74,6 +79,7 @@ def test_the_unsubscribe_form_is_documented_for_both_encodings(client: FlaskClie
     assert form["scope"]["enum"] == ["list", "global"]
 
 
+@pytest.mark.db_agnostic
 def test_every_status_a_route_can_answer_is_listed(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     check = doc["paths"]["/v1/check"]["post"]["responses"]
@@ -89,6 +95,7 @@ def test_every_status_a_route_can_answer_is_listed(client: FlaskClient) -> None:
     assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200", "414"}
 
 
+@pytest.mark.db_agnostic
 def test_the_document_is_kept_to_in_tests(app: Flask, client: FlaskClient) -> None:
     # An answer the document does not list fails the test that provoked it.
     op = contract.Operation("teapot", {200: contract.Answer("fine", contract.Removed)})

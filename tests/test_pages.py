@@ -66,6 +66,7 @@ def events(rt: Runtime) -> list[AuditEvent]:
 # --- the landing page ----------------------------------------------------------------------
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("headers", "lang", "heading"),
     [
@@ -88,6 +89,7 @@ def test_landing_page_speaks_the_visitors_language(
     assert response.headers["Content-Language"] == lang
 
 
+@pytest.mark.db_agnostic
 def test_language_switch_is_visible_and_overrides_accept_language(
     client: FlaskClient, rt: Runtime
 ) -> None:
@@ -100,6 +102,7 @@ def test_language_switch_is_visible_and_overrides_accept_language(
     assert html_lang(client.get(link(rt) + "?lang=xx", headers=EN).get_data(as_text=True)) == "en"
 
 
+@pytest.mark.db_agnostic
 def test_landing_page_offers_the_list_or_everything_with_labels(
     client: FlaskClient, rt: Runtime
 ) -> None:
@@ -115,6 +118,7 @@ def test_landing_page_offers_the_list_or_everything_with_labels(
     assert body.index('value="list" checked') < body.index('value="global"')
 
 
+@pytest.mark.db_agnostic
 def test_pages_send_the_privacy_headers(client: FlaskClient, rt: Runtime) -> None:
     for response in (
         client.get(link(rt)),
@@ -132,6 +136,7 @@ def test_pages_send_the_privacy_headers(client: FlaskClient, rt: Runtime) -> Non
         assert "Set-Cookie" not in response.headers
 
 
+@pytest.mark.db_agnostic
 def test_pages_load_nothing_from_anywhere(client: FlaskClient, rt: Runtime) -> None:
     response = client.get(link(rt))
     body = response.get_data(as_text=True)
@@ -254,6 +259,7 @@ def test_one_click_is_accepted_as_mail_clients_send_it(
     assert (added.list, added.reason, added.source) == ("news", "unsubscribe", "one_click")
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
@@ -311,6 +317,7 @@ def test_form_suppresses_the_chosen_scope(
     assert (added.list, added.reason, added.source) == (list_name, reason, "landing_page")
 
 
+@pytest.mark.db_agnostic
 def test_global_confirmation_says_all_direct_marketing(client: FlaskClient, rt: Runtime) -> None:
     body = client.post(link(rt), data={"scope": "global"}, headers=EN).get_data(as_text=True)
     assert "You will no longer receive any direct marketing from us, on any list." in body
@@ -337,6 +344,7 @@ def test_opt_out_is_committed_before_the_answer(client: FlaskClient, rt: Runtime
         other.dispose()
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     "data",
     [{}, {"scope": "everything"}, {"List-Unsubscribe": "yes"}, {"scope": ""}],
@@ -455,6 +463,7 @@ def forged_links(rt: Runtime) -> list[str]:
     ]
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("headers", "lang", "heading"),
     [(SV, "sv", "Länken fungerar inte"), (EN, "en", "This link does not work")],
@@ -477,6 +486,7 @@ def test_bad_links_get_a_friendly_page_and_change_nothing(
     assert counts(rt) == before
 
 
+@pytest.mark.db_agnostic
 def test_link_of_a_retired_pepper_says_so_and_changes_nothing(
     client: FlaskClient, rt: Runtime
 ) -> None:
@@ -488,6 +498,7 @@ def test_link_of_a_retired_pepper_says_so_and_changes_nothing(
     assert counts(rt) == before
 
 
+@pytest.mark.db_agnostic
 def test_database_failure_shows_a_retry_page_and_is_not_a_success(
     client: FlaskClient, rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -511,7 +522,6 @@ def test_link_under_an_older_pepper_is_recorded_there_and_rekeyed_by_the_next_ch
 ) -> None:
     old_app: Flask = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER))
     old_rt: Runtime = old_app.extensions["suppress"]
-    old_rt.db.upgrade()
     mailed_before_rotation = link(old_rt)
     old_rt.db.dispose()
 
@@ -539,7 +549,6 @@ def test_token_secret_rotation_keeps_old_links_working(db_url: str, tmp_path: An
     fresh = "fresh-secret-for-tests-0123456789abcdef"
     app: Flask = create_app(settings(db_url, tmp_path, token_secrets=f"{fresh},{TOKEN_SECRET}"))
     rt: Runtime = app.extensions["suppress"]
-    rt.db.upgrade()
     old_signer = TokenSigner([TOKEN_SECRET], rt.ring.key_ids)
     old_link = "/u/" + old_signer.sign(active_digest(rt.ring, EMAIL), "news", minted_by=MINTER)
     client = app.test_client()

@@ -56,13 +56,11 @@ class Instance:
 
 @pytest.fixture
 def instances(db_url: str, tmp_path: Path) -> Iterator[Any]:
-    """Build instances on one database; the first one migrates it."""
+    """Build instances on one database."""
     made: list[Instance] = []
 
     def make(pepper_list: str) -> Instance:
         instance = Instance(db_url, tmp_path, pepper_list)
-        if not made:
-            instance.rt.db.upgrade()
         made.append(instance)
         return instance
 

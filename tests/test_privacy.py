@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 import requests
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, select, text
@@ -74,6 +75,7 @@ def assert_clean(blob: bytes, where: str) -> None:
             assert encoded not in lowered, f"{needle!r} found in {where}"
 
 
+@pytest.mark.slow
 def test_no_plaintext_in_sqlite_files_or_log(tmp_path: Path) -> None:
     db_file = tmp_path / "privacy.db"
     server = LiveServer(f"sqlite:///{db_file}", tmp_path)
@@ -93,6 +95,7 @@ def test_no_plaintext_in_sqlite_files_or_log(tmp_path: Path) -> None:
             assert_clean(path.read_bytes(), str(path.relative_to(tmp_path)))
 
 
+@pytest.mark.slow
 def test_no_plaintext_in_postgres_tables_or_log(tmp_path: Path) -> None:
     with postgres_schema() as db_url:
         check_postgres(db_url, tmp_path)

@@ -482,7 +482,6 @@ def test_a_whole_reconcile_run_stores_no_plaintext_address(db_url: str, tmp_path
             },
         )
     )
-    runtime.db.upgrade()
     try:
         outcome = jobs.run_job(runtime, "reconcile", "2026-11-25", wait=5)
         assert outcome.status == "ok", outcome.run["summary"]["errors"]

@@ -89,7 +89,6 @@ class Processes:
 def rt(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """The test's own view of the database the processes share."""
     runtime = Runtime.load(settings(db_url, tmp_path))
-    runtime.db.upgrade()
     yield runtime
     runtime.db.dispose()
 
@@ -136,6 +135,7 @@ list = "news"
 """
 
 
+@pytest.mark.slow
 def test_two_schedulers_started_together_run_each_job_body_once(
     rt: Runtime, tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ def test_links_and_headers_for_a_batch(
     assert body["links"][0]["url"] != body["links"][1]["url"]
 
 
+@pytest.mark.db_agnostic
 def test_invalid_addresses_are_listed_apart(client: FlaskClient, tokens: dict[str, str]) -> None:
     emails = ["ok@example.se", "Name <a@example.se>", "nobody@localhost", ""]
     status, body = request_links(client, tokens["mailer"], {"list": "news", "emails": emails})
@@ -79,6 +80,7 @@ def test_a_link_leads_to_an_opt_out_the_next_check_sees(
     assert check.get_json()["allowed"] is False
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -97,6 +99,7 @@ def test_bad_requests_use_the_error_envelope(
     assert (got_status, got["error"]["code"]) == (status, code)
 
 
+@pytest.mark.db_agnostic
 def test_mailer_role_is_enough_and_a_key_is_required(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:
@@ -107,6 +110,7 @@ def test_mailer_role_is_enough_and_a_key_is_required(
     assert anonymous.status_code == 401
 
 
+@pytest.mark.db_agnostic
 def test_ten_thousand_long_addresses_fit_and_one_more_is_413(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:
@@ -129,6 +133,7 @@ def test_ten_thousand_long_addresses_fit_and_one_more_is_413(
     assert (status, body["error"]["code"]) == (413, "payload_too_large")
 
 
+@pytest.mark.db_agnostic
 def test_a_body_past_the_routes_cap_is_413(client: FlaskClient, tokens: dict[str, str]) -> None:
     raw = json.dumps({"list": "news", "emails": ["x" * 1000] * 6000})
     response = client.post(
@@ -141,6 +146,7 @@ def test_a_body_past_the_routes_cap_is_413(client: FlaskClient, tokens: dict[str
     assert response.get_json()["error"]["code"] == "payload_too_large"
 
 
+@pytest.mark.db_agnostic
 def test_other_routes_keep_the_default_json_cap(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:
@@ -151,6 +157,7 @@ def test_other_routes_keep_the_default_json_cap(
     assert response.status_code == 413
 
 
+@pytest.mark.db_agnostic
 def test_openapi_documents_the_link_route_and_the_pages(client: FlaskClient) -> None:
     paths = client.get("/v1/openapi.json").get_json()["paths"]
     assert "post" in paths["/v1/unsubscribe-links"]
@@ -200,6 +207,7 @@ def test_every_mint_is_an_audit_event_with_a_count_and_no_addresses(
         assert active_digest(rt.ring, email).value.hex()[:8] not in stored
 
 
+@pytest.mark.db_agnostic
 def test_a_refused_request_mints_nothing_and_records_nothing(
     client: FlaskClient, rt: Runtime, tokens: dict[str, str]
 ) -> None:
@@ -210,6 +218,7 @@ def test_a_refused_request_mints_nothing_and_records_nothing(
     assert mint_events(rt) == []
 
 
+@pytest.mark.db_agnostic
 def test_no_link_is_handed_out_when_the_mint_cannot_be_audited(
     client: FlaskClient, rt: Runtime, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,17 +272,18 @@ def test_links_name_their_minting_key_and_the_opt_out_records_it(
 def links_app(db_url: str, tmp_path: Path, **extra: Any) -> tuple[Flask, dict[str, str]]:
     app = create_app(settings(db_url, tmp_path, **extra))
     rt: Runtime = app.extensions["suppress"]
-    rt.db.upgrade()
     with rt.db.begin() as session:
         _key, token = apikeys.create(session, "job", Role.mailer, actor="test")
     return app, {"mailer": token}
 
 
+@pytest.mark.db_agnostic
 def test_plain_http_base_url_off_loopback_is_refused_at_start(db_url: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"allow_insecure_base_url"):
         create_app(settings(db_url, tmp_path, base_url="http://suppress.example.com"))
 
 
+@pytest.mark.db_agnostic
 def test_allowed_insecure_base_url_gives_links_without_one_click(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -300,6 +310,7 @@ def test_allowed_insecure_base_url_gives_links_without_one_click(
         app.extensions["suppress"].db.dispose()
 
 
+@pytest.mark.db_agnostic
 @pytest.mark.parametrize(
     "base_url", ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"]
 )
@@ -315,6 +326,7 @@ def test_loopback_http_keeps_one_click(db_url: str, tmp_path: Path, base_url: st
         app.extensions["suppress"].db.dispose()
 
 
+@pytest.mark.db_agnostic
 def test_openapi_allows_links_without_one_click_and_multipart_one_click(
     client: FlaskClient,
 ) -> None:
