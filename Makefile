@@ -8,9 +8,11 @@ PORT ?= 8000
 
 # The wheel the end-to-end tests run, installed into a venv of its own (never the work tree).
 WHEEL_VENV ?= .venv-wheel
-# pytest-xdist workers; PYTEST_WORKERS=0 runs the suite in this one process.
+# pytest-xdist workers; PYTEST_WORKERS=0 runs the suite in this one process. Tests are handed
+# out one at a time, in order, to whichever worker is free: the slow ones (first, see
+# tests/conftest.py) spread over both workers instead of queueing on one.
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1
 
 .PHONY: run test quick lint install install-test wheel clean translations screenshots
 

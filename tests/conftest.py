@@ -151,8 +151,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("db_agnostic") and "backend" not in item.fixturenames:
             raise pytest.UsageError(f"{item.nodeid} is marked db_agnostic but uses no database")
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # On several workers the long runs start first, beside the short ones, instead of
-        # last, alone (the order is the same on every worker, as pytest-xdist requires).
+        # On several workers the long runs start first (handed out one at a time, see the
+        # Makefile), beside the short ones, instead of last, alone. The order is the same on
+        # every worker, as pytest-xdist requires.
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
