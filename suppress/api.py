@@ -132,10 +132,14 @@ def json_body() -> Any:
     """The request's JSON value, or InvalidRequest (not JSON, too deeply nested)."""
     if not request.is_json:
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
-    text = request.get_data()
     limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(text) >= limit:
-        # A chunked body (no Content-Length) is cut at the limit, not refused: refuse it.
+    chunked = request.content_length is None and limit is not None
+    if chunked:
+        # A chunked body (no Content-Length) is cut at the cap, not refused: read one byte
+        # past it to tell a body of exactly the cap from a longer one.
+        request.max_content_length = limit + 1  # type: ignore[operator]
+    text = request.get_data()
+    if chunked and len(text) > limit:  # type: ignore[operator]
         raise PayloadTooLarge(f"the body exceeds {limit:,} bytes")
     try:
         data = jsontext.loads(text)
@@ -154,6 +158,8 @@ def parse_time(value: Any, name: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be an ISO 8601 timestamp string")
+    if not value.isprintable():
+        raise Unprocessable(f"{name} is not an ISO 8601 timestamp", code=ErrorCode.invalid_request)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -98,14 +98,22 @@ def init() -> None:
     # Secrets given in the environment are checked first: a refusal must leave no file.
     config_module.parse_peppers(os.environ.get("SUPPRESS_PEPPERS", ""))
     config_module.parse_token_secrets(os.environ.get("SUPPRESS_TOKEN_SECRETS", ""))
+    created = False
     if os.environ.get("SUPPRESS_PEPPERS") and os.environ.get("SUPPRESS_TOKEN_SECRETS"):
         # Secrets come from the environment (a deployment's secret store): a file of fresh
         # ones beside them would be a second, unused pepper waiting to be mistaken for the real.
         click.echo("peppers and token secrets come from the environment; no secrets file", err=True)
-    elif config_module.generate_secrets(path):
+    else:
+        created = config_module.generate_secrets(path)
+    try:
+        rt = runtime()
+        rt.db.upgrade()
+    except BaseException:
+        if created:  # nothing was keyed with them yet: a refused init leaves no secrets behind
+            path.unlink(missing_ok=True)
+        raise
+    if created:
         click.echo(f"created secrets file {path} (mode 0600); back it up separately", err=True)
-    rt = runtime()
-    rt.db.upgrade()
     with rt.db.begin() as session:
         if apikeys.list_keys(session):
             click.echo(
@@ -635,9 +643,9 @@ def scheduler_command() -> None:
     """Run the nightly and hourly jobs (APScheduler) until SIGTERM."""
     from . import logs, scheduler
 
-    logs.configure()
     rt = runtime()
-    rt.db.require_current()
+    rt.db.require_current()  # before logging is set up: a refusal is one line
+    logs.configure()
     scheduler.serve(rt)
 
 

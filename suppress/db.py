@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, LargeBinary, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -261,7 +262,15 @@ class Database:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            try:
+                command.upgrade(cfg, "head")
+            except CommandError:
+                # A revision this code does not ship: a newer release migrated the database.
+                current = MigrationContext.configure(conn).get_current_revision()
+                raise Unavailable(
+                    f"schema at {current}, which this version does not know: a newer release "
+                    "migrated this database; run that release (or restore a backup)"
+                ) from None
 
     def head_revision(self) -> str | None:
         """The newest migration revision shipped with this code."""
@@ -290,6 +299,14 @@ class Database:
             raise Unavailable(f"database unavailable ({type(exc).__name__})") from None
         if current == head:
             return None
+        known = {
+            rev.revision for rev in ScriptDirectory.from_config(self._alembic()).walk_revisions()
+        }
+        if current is not None and current not in known:
+            return (
+                f"schema at {current}, which this version does not know: a newer release "
+                "migrated this database; run that release (or restore a backup)"
+            )
         return f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
 
     def require_current(self) -> None:

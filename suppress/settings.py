@@ -98,7 +98,7 @@ class DatabaseSettings(Section):
 
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=MAX_MS)
     statement_timeout_ms: int = Field(default=10000, ge=0, le=MAX_MS)
-    pool_size: int = Field(default=5, ge=1)
+    pool_size: int = Field(default=5, ge=1, le=1000)
 
 
 class SecretsSettings(Section):
@@ -117,7 +117,8 @@ class ServerSettings(Section):
 
 class ApiSettings(Section):
     max_json_bytes: int = Field(default=1048576, ge=1)
-    idempotency_hours: int = Field(default=48, ge=1)
+    # At most a year: the hourly expire job computes "now minus this" as a date.
+    idempotency_hours: int = Field(default=48, ge=1, le=8784)
 
 
 class MetricsSettings(Section):
@@ -261,7 +262,7 @@ def _unique_names(entries: Sequence[SourceSettings | AuditSettings]) -> None:
 
 class ReconcileSettings(Section):
     reports_folder: str = ""
-    soft_bounce_days: int = Field(default=30, ge=1)
+    soft_bounce_days: int = Field(default=30, ge=1, le=3660)
     sources: list[SourceSettings] = []
     audits: list[AuditSettings] = []
 
@@ -288,10 +289,11 @@ class SchedulerSettings(Section):
     reconcile_at: LocalTime = "02:30"
     verify_audit_at: LocalTime = "02:30"
     expire_minute: int = Field(default=5, ge=0, le=59)
-    misfire_grace_seconds: int = Field(default=21600, ge=1)
-    lease_seconds: int = Field(default=300, ge=1)
-    lease_wait_seconds: int = Field(default=900, ge=1)
-    catch_up_minutes: int = Field(default=15, ge=1)
+    # Bounded so every date computed from them stays a date (a lease of 10^11 s does not).
+    misfire_grace_seconds: int = Field(default=21600, ge=1, le=7 * 86400)
+    lease_seconds: int = Field(default=300, ge=1, le=86400)
+    lease_wait_seconds: int = Field(default=900, ge=1, le=86400)
+    catch_up_minutes: int = Field(default=15, ge=1, le=1440)
 
     @field_validator("timezone")
     @classmethod

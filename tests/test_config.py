@@ -621,3 +621,21 @@ def test_a_secret_put_in_an_ordinary_setting_is_not_repeated(tmp_path: Path) -> 
         for value in (secret, pepper_key):
             refused = load_error(tmp_path, **{name: value})
             assert value not in refused.message and "[secret]" in refused.message, name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SUPPRESS_SCHEDULER_LEASE_SECONDS", "400000000000"),
+        ("SUPPRESS_SCHEDULER_LEASE_WAIT_SECONDS", "86401"),
+        ("SUPPRESS_SCHEDULER_CATCH_UP_MINUTES", "1441"),
+        ("SUPPRESS_SCHEDULER_MISFIRE_GRACE_SECONDS", "999999999999"),
+        ("SUPPRESS_API_IDEMPOTENCY_HOURS", "20000000"),
+        ("SUPPRESS_RECONCILE_SOFT_BOUNCE_DAYS", "99999999"),
+    ],
+)
+def test_durations_that_would_overflow_a_date_are_refused_at_start(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    message = load_error(tmp_path, **{name: value}).message
+    assert message.startswith(f"{name} (") and "must be at most" in message

@@ -11,7 +11,11 @@ from .conftest import bearer
 def test_an_expiry_outside_the_calendar_in_utc_is_422_not_500(
     client: FlaskClient, tokens: dict[str, str]
 ) -> None:
-    for moment in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"):
+    for moment in (
+        "9999-12-31T23:59:59-12:00",
+        "0001-01-01T00:00:00+14:00",
+        "2099-01-01T00:00:00\u0000Z",
+    ):
         body = {"email": "a@example.se", "list": "news", "reason": "hard_bounce"}
         response = client.post(
             "/v1/suppressions", json={**body, "expires_at": moment}, headers=bearer(tokens["admin"])

@@ -57,4 +57,15 @@ def test_served_gate_records_and_checks_over_http(live_server: LiveServer) -> No
         )
         assert refused.status_code == 413
         assert refused.json()["error"]["code"] == "payload_too_large"
+    # A chunked body of exactly the cap is taken, as it is with its length given.
+    head = b'{"email": "e2e.person@example.se", "list": "news", "pad": "'
+    exact = head + b"x" * ((1 << 20) - len(head) - 2) + b'"}'
+    assert len(exact) == 1 << 20
+    taken = requests.post(
+        url + "/v1/check",
+        headers={**headers, "Content-Type": "application/json"},
+        data=(exact[i : i + 65536] for i in range(0, len(exact), 65536)),
+        timeout=30,
+    )
+    assert taken.status_code == 200 and taken.json()["allowed"] is False
     assert live_server.stop() == 0
