@@ -1,0 +1,213 @@
+"""Mailing tools' webhooks (DESIGN §9): who sent a request, and what its events mean.
+
+Two halves, both free of Flask and of the database: verifying a request by the provider's
+real scheme (SendGrid ECDSA, Mailgun HMAC, Postmark basic credentials, Brevo bearer token),
+and mapping a verified payload to the suppressions it asks for. Addresses stay in memory
+here; the receiver turns them into digests before anything is written or logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ErrorCode, SuppressError
+from .models import GLOBAL_LIST, Reason
+
+# Signed timestamps further than this from our clock are refused (replays, skewed senders).
+MAX_SKEW_SECONDS = 300
+PROVIDERS = ("sendgrid", "mailgun", "postmark", "brevo", "ses")
+
+
+class Refused(SuppressError):
+    """Bad, missing or stale signature or credentials: 401, and nothing is recorded."""
+
+    code = ErrorCode.unauthorized
+    status = 401
+
+
+@dataclass(frozen=True)
+class Event:
+    """One suppression a provider's event asks for. `key` identifies the event across
+    retried deliveries (the provider's event id, or what stands in for one)."""
+
+    email: str
+    list_name: str
+    reason: Reason
+    key: str
+
+
+def _fresh(timestamp: str, now: float) -> None:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+        raise Refused("the signed timestamp is not a number of seconds")
+    if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
+        raise Refused("the signed timestamp is more than 5 minutes away from our clock")
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+def verify_sendgrid(
+    public_key_b64: str, signature_b64: str | None, timestamp: str | None, body: bytes, now: float
+) -> None:
+    """ECDSA P-256 / SHA-256 over the timestamp header's bytes followed by the raw body."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    if not signature_b64 or not timestamp:
+        raise Refused("the SendGrid signature headers are missing")
+    _fresh(timestamp, now)
+    try:
+        key = load_der_public_key(base64.b64decode(public_key_b64, validate=True))
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise Refused("the SendGrid signature is not base64") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise Refused("the configured SendGrid key is no elliptic-curve key")
+    try:
+        key.verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise Refused("the SendGrid signature does not verify") from None
+
+
+def verify_mailgun(signing_key: str, signature: Any, now: float) -> str:
+    """hex HMAC-SHA256(signing key, timestamp + token); returns the token (accepted once)."""
+    if not isinstance(signature, dict):
+        raise Refused("the Mailgun signature object is missing")
+    timestamp, token, given = (signature.get(k) for k in ("timestamp", "token", "signature"))
+    if not all(isinstance(v, str) and v for v in (timestamp, token, given)):
+        raise Refused("the Mailgun signature object is incomplete")
+    assert isinstance(timestamp, str) and isinstance(token, str) and isinstance(given, str)
+    _fresh(timestamp, now)
+    expected = hmac.new(
+        signing_key.encode(), (timestamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, given.lower()):
+        raise Refused("the Mailgun signature does not verify")
+    return token
+
+
+def verify_basic(expected: str, authorization: str | None) -> None:
+    """HTTP Basic credentials equal to `user:password`, compared in constant time."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    try:
+        given = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        given = b""
+    if scheme.lower() != "basic" or not hmac.compare_digest(given, expected.encode()):
+        raise Refused("wrong or missing credentials")
+
+
+def verify_bearer(expected: str, authorization: str | None) -> None:
+    """`Authorization: Bearer <token>`, compared in constant time."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
+        raise Refused("wrong or missing token")
+
+
+# --- mapping ------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def sendgrid_events(payload: Any, unsubscribe_list: str) -> Iterator[Event]:
+    """A SendGrid batch (a JSON array of events)."""
+    for item in payload if isinstance(payload, list) else ():
+        if not isinstance(item, dict):
+            continue
+        kind, email = _text(item.get("event")), _text(item.get("email"))
+        key = "sendgrid:" + (_text(item.get("sg_event_id")) or _digest_key(item))
+        if kind in ("unsubscribe", "group_unsubscribe"):
+            yield Event(email, unsubscribe_list, Reason.unsubscribe, key)
+        elif kind == "spamreport":
+            yield Event(email, GLOBAL_LIST, Reason.complaint, key)
+        elif kind == "bounce" and item.get("type", "bounce") == "bounce":
+            yield Event(email, GLOBAL_LIST, Reason.hard_bounce, key)
+
+
+def mailgun_events(payload: Any, unsubscribe_list: str) -> Iterator[Event]:
+    """One Mailgun event: `{"signature": ..., "event-data": {...}}`."""
+    data = payload.get("event-data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        return
+    kind, email = _text(data.get("event")), _text(data.get("recipient"))
+    key = "mailgun:" + (_text(data.get("id")) or _digest_key(data))
+    if kind == "unsubscribed":
+        yield Event(email, unsubscribe_list, Reason.unsubscribe, key)
+    elif kind == "complained":
+        yield Event(email, GLOBAL_LIST, Reason.complaint, key)
+    elif kind == "failed" and data.get("severity") == "permanent":
+        yield Event(email, GLOBAL_LIST, Reason.hard_bounce, key)
+
+
+def postmark_events(payload: Any, unsubscribe_list: str) -> Iterator[Event]:
+    """One Postmark webhook object, by its RecordType."""
+    if not isinstance(payload, dict):
+        return
+    kind = _text(payload.get("RecordType"))
+    key = "postmark:" + _digest_key(payload)
+    if kind == "SubscriptionChange" and payload.get("SuppressSending") is True:
+        yield Event(_text(payload.get("Recipient")), unsubscribe_list, Reason.unsubscribe, key)
+    elif kind == "SpamComplaint":
+        yield Event(_text(payload.get("Email")), GLOBAL_LIST, Reason.complaint, key)
+    elif kind == "Bounce" and payload.get("Type") == "HardBounce":
+        yield Event(_text(payload.get("Email")), GLOBAL_LIST, Reason.hard_bounce, key)
+
+
+def brevo_events(payload: Any, unsubscribe_list: str) -> Iterator[Event]:
+    """One Brevo event (transactional or marketing); Brevo gives no event id."""
+    if not isinstance(payload, dict):
+        return
+    kind, email = _text(payload.get("event")), _text(payload.get("email"))
+    key = "brevo:" + _digest_key(
+        {k: payload.get(k) for k in ("event", "email", "message-id", "ts_event", "id", "camp_id")}
+    )
+    if kind == "unsubscribed":
+        yield Event(email, unsubscribe_list, Reason.unsubscribe, key)
+    elif kind in ("spam", "complaint"):
+        yield Event(email, GLOBAL_LIST, Reason.complaint, key)
+    elif kind == "hard_bounce":
+        yield Event(email, GLOBAL_LIST, Reason.hard_bounce, key)
+
+
+def ses_events(message: Any, message_id: str) -> Iterator[Event]:
+    """The SES notification inside a verified SNS `Notification` (its `Message`, parsed)."""
+    if not isinstance(message, dict):
+        return
+    kind = _text(message.get("notificationType") or message.get("eventType"))
+    if kind == "Bounce":
+        bounce = message.get("bounce")
+        if isinstance(bounce, dict) and bounce.get("bounceType") == "Permanent":
+            for index, email in enumerate(_recipients(bounce, "bouncedRecipients")):
+                key = f"ses:{message_id}:{index}"
+                yield Event(email, GLOBAL_LIST, Reason.hard_bounce, key)
+    elif kind == "Complaint":
+        complaint = message.get("complaint")
+        if isinstance(complaint, dict):
+            for index, email in enumerate(_recipients(complaint, "complainedRecipients")):
+                yield Event(email, GLOBAL_LIST, Reason.complaint, f"ses:{message_id}:{index}")
+
+
+def _recipients(section: dict[str, Any], name: str) -> Iterator[str]:
+    for item in section.get(name) or ():
+        if isinstance(item, dict) and isinstance(item.get("emailAddress"), str):
+            yield item["emailAddress"]
+
+
+def _digest_key(item: Any) -> str:
+    """A stand-in event id: SHA-256 of the event's canonical JSON. It is computable from the
+    address, so the receiver keys it with the pepper (HMAC) before it is stored anywhere."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
