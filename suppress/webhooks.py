@@ -13,9 +13,12 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ErrorCode, SuppressError
 from .models import GLOBAL_LIST, Reason
@@ -211,3 +214,109 @@ def _digest_key(item: Any) -> str:
     address, so the receiver keys it with the pepper (HMAC) before it is stored anywhere."""
     text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- Amazon SNS (SES notifications) -----------------------------------------------------------
+
+# Certificates are taken only from SNS itself: https://sns.<region>.amazonaws.com[.cn]/...pem
+SNS_CERT_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+_SNS_FIELDS = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+    "UnsubscribeConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+_certificates: dict[str, bytes] = {}
+
+
+def fetch_certificate(url: str) -> bytes:
+    """The PEM at an SNS certificate URL, fetched once per URL per process."""
+    if url not in _certificates:
+        import requests
+
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        _certificates[url] = response.content
+    return _certificates[url]
+
+
+def sns_string_to_sign(message: dict[str, Any]) -> bytes:
+    """The canonical text SNS signs: each present field's name and value, one per line."""
+    fields = _SNS_FIELDS.get(_text(message.get("Type")))
+    if fields is None:
+        raise Refused("not an SNS message type we take")
+    lines = []
+    for name in fields:
+        value = message.get(name)
+        if name == "Subject" and value is None:
+            continue
+        if not isinstance(value, str):
+            raise Refused(f"the SNS message has no {name}")
+        lines += [name, value]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def verify_sns(
+    message: Any,
+    topics: tuple[str, ...],
+    now: float,
+    certificate: Callable[[str], bytes] = fetch_certificate,
+) -> None:
+    """SignatureVersion 1 (SHA1withRSA) or 2 (SHA256withRSA) over the canonical text, with
+    a certificate from an SNS host only, from an allowed topic, signed within 5 minutes."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    if not isinstance(message, dict):
+        raise Refused("the body is no SNS message")
+    if _text(message.get("TopicArn")) not in topics:
+        raise Refused("the SNS topic is not one we take")
+    url = urlsplit(_text(message.get("SigningCertURL")))
+    try:
+        port = url.port
+    except ValueError:
+        port = -1
+    if url.scheme != "https" or not SNS_CERT_HOST.match(url.hostname or "") or port is not None:
+        raise Refused("the SNS certificate is not on an SNS host")
+    if not url.path.endswith(".pem"):
+        raise Refused("the SNS certificate URL names no certificate")
+    algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(
+        _text(message.get("SignatureVersion"))
+    )
+    if algorithm is None:
+        raise Refused("unknown SNS SignatureVersion")
+    try:
+        sent = datetime.fromisoformat(_text(message.get("Timestamp")).replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused("the SNS timestamp is not ISO 8601") from None
+    if sent.tzinfo is None or abs(now - sent.timestamp()) > MAX_SKEW_SECONDS:
+        raise Refused("the SNS timestamp is more than 5 minutes away from our clock")
+    try:
+        signature = base64.b64decode(_text(message.get("Signature")), validate=True)
+        cert = x509.load_pem_x509_certificate(certificate(url.geturl()))
+    except (binascii.Error, ValueError):
+        raise Refused("the SNS signature or certificate is unreadable") from None
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise Refused("the SNS certificate holds no RSA key")
+    try:
+        key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        raise Refused("the SNS signature does not verify") from None

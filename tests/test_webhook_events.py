@@ -163,3 +163,96 @@ def test_malformed_payloads_map_to_nothing(payload: Any) -> None:
     ):
         assert list(mapper(payload, "news")) == []
     assert list(webhooks.ses_events(payload, "m")) == []
+
+
+# --- Amazon SNS: messages signed with a certificate the test makes --------------------------
+
+CERT_URL = "https://sns.eu-north-1.amazonaws.com/SimpleNotificationService-test.pem"
+TOPIC = "arn:aws:sns:us-east-1:1234567890:SES_Events"
+
+
+@pytest.fixture(scope="module")
+def signer() -> tuple[Any, bytes]:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    start = datetime.now(UTC) - timedelta(days=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def signed(signer: tuple[Any, bytes], message: dict[str, Any], version: str = "2") -> Any:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key, _pem = signer
+    message = {**message, "SignatureVersion": version, "SigningCertURL": CERT_URL}
+    algorithm = hashes.SHA256() if version == "2" else hashes.SHA1()
+    text = webhooks.sns_string_to_sign(message)
+    signature = key.sign(text, padding.PKCS1v15(), algorithm)
+    return {**message, "Signature": base64.b64encode(signature).decode()}
+
+
+def sns_now(message: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(message["Timestamp"].replace("Z", "+00:00")).timestamp() + 30
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_sns_messages_verify_with_both_signature_versions(
+    signer: tuple[Any, bytes], version: str
+) -> None:
+    fetched: list[str] = []
+
+    def certificate(url: str) -> bytes:
+        fetched.append(url)
+        return signer[1]
+
+    for fixture in ("ses-sns-bounce-permanent.json", "ses-sns-subscription-confirmation.json"):
+        message = signed(signer, {**load(fixture), "TopicArn": TOPIC}, version)
+        webhooks.verify_sns(message, (TOPIC,), sns_now(message), certificate)
+    assert fetched == [CERT_URL, CERT_URL]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"TopicArn": "arn:aws:sns:us-east-1:1:Other"}, "topic"),
+        ({"SigningCertURL": "https://sns.evil.example.com/x.pem"}, "SNS host"),
+        ({"SigningCertURL": "http://sns.us-east-1.amazonaws.com/x.pem"}, "SNS host"),
+        ({"SigningCertURL": "https://sns.us-east-1.amazonaws.com:8443/x.pem"}, "SNS host"),
+        ({"SigningCertURL": "https://sns.us-east-1.amazonaws.com:x/x.pem"}, "SNS host"),
+        ({"SigningCertURL": "https://sns.us-east-1.amazonaws.com.evil.io/x.pem"}, "SNS host"),
+        ({"SignatureVersion": "3"}, "SignatureVersion"),
+        ({"Message": "tampered"}, "does not verify"),
+        ({"Signature": "!!"}, "unreadable"),
+        ({"Type": "Other"}, "not an SNS message type"),
+    ],
+)
+def test_sns_refusals(signer: tuple[Any, bytes], change: dict[str, str], problem: str) -> None:
+    message = signed(signer, {**load("ses-sns-bounce-permanent.json"), "TopicArn": TOPIC})
+    now = sns_now(message)
+    with pytest.raises(Refused, match=problem):
+        webhooks.verify_sns({**message, **change}, (TOPIC,), now, lambda _url: signer[1])
+
+
+def test_a_stale_sns_message_is_refused(signer: tuple[Any, bytes]) -> None:
+    message = signed(signer, {**load("ses-sns-bounce-permanent.json"), "TopicArn": TOPIC})
+    with pytest.raises(Refused, match="5 minutes"):
+        webhooks.verify_sns(message, (TOPIC,), sns_now(message) + 600, lambda _url: signer[1])
