@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, LargeBinary, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import files
@@ -30,6 +31,8 @@ log = logging.getLogger("suppress.db")
 SQLITE_ROWS_PER_INSERT = 2000
 # The PostgreSQL advisory lock that serializes schema migrations ("SUPPRMIG").
 MIGRATION_LOCK = int.from_bytes(b"SUPPRMIG", "big")
+# How long a SQLite migration waits for another instance's to finish.
+MIGRATION_WAIT_SECONDS = 120
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):  # type: ignore[no-untyped-def]
@@ -253,7 +256,22 @@ class Database:
         return cfg
 
     def upgrade(self) -> None:
-        """Create or migrate the schema to the newest revision."""
+        """Create or migrate the schema to the newest revision.
+
+        On SQLite, instances starting together wait their turn for the write lock longer than
+        a request would: a migration may hold it for seconds on a busy host.
+        """
+        deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
+        while True:
+            try:
+                return self._upgrade()
+            except OperationalError as exc:
+                locked = self.is_sqlite and "database is locked" in str(exc)
+                if not locked or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _upgrade(self) -> None:
         cfg = self._alembic()
         # Every instance and scheduler may migrate as it starts (systemd ExecStartPre), several
         # at once: one migrates while the others wait, then find the schema current. SQLite
