@@ -176,6 +176,13 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: li
         cursor.close()
 
 
+def _newer(revision: str | None) -> str:
+    return (
+        f"schema at {revision}, which this version does not know: a newer release migrated "
+        "this database; run that release (or restore a backup)"
+    )
+
+
 class Database:
     """One engine and its read and write session factories."""
 
@@ -285,10 +292,7 @@ class Database:
             except CommandError:
                 # A revision this code does not ship: a newer release migrated the database.
                 current = MigrationContext.configure(conn).get_current_revision()
-                raise Unavailable(
-                    f"schema at {current}, which this version does not know: a newer release "
-                    "migrated this database; run that release (or restore a backup)"
-                ) from None
+                raise Unavailable(_newer(current)) from None
 
     def head_revision(self) -> str | None:
         """The newest migration revision shipped with this code."""
@@ -321,10 +325,7 @@ class Database:
             rev.revision for rev in ScriptDirectory.from_config(self._alembic()).walk_revisions()
         }
         if current is not None and current not in known:
-            return (
-                f"schema at {current}, which this version does not know: a newer release "
-                "migrated this database; run that release (or restore a backup)"
-            )
+            return _newer(current)
         return f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
 
     def require_current(self) -> None:

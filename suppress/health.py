@@ -47,9 +47,9 @@ def readyz() -> Any:
     db = rt.db
     try:
         db.ping()
-        current, head = db.current_revision(), db.head_revision()
+        problem = db.schema_problem()
         missing: list[str] = []
-        if current == head:
+        if problem is None:
             with db.begin(write=False) as session:
                 missing = peppers.unconfigured(session, rt.ring)
             # Another instance may have started since with secrets this one lacks.
@@ -63,16 +63,13 @@ def readyz() -> Any:
                 "error": {"code": ErrorCode.unavailable, "message": type(exc).__name__},
             }
         ), 503
-    if current != head:
-        message = (
-            f"schema at {current or 'nothing'}, code expects {head}: run 'suppress db upgrade'"
-        )
+    if problem is not None:
         return jsonify(
-            {"ready": False, "error": {"code": ErrorCode.unavailable, "message": message}}
+            {"ready": False, "error": {"code": ErrorCode.unavailable, "message": problem}}
         ), 503
     if missing:
         # Rows no configured pepper can match would answer "allowed" for people who opted
         # out: fail closed and take the instance out of rotation until the pepper is back.
         error = {"code": ErrorCode.pepper_missing, "message": peppers.missing_message(missing)}
         return jsonify({"ready": False, "error": error}), 503
-    return jsonify({"ready": True, "schema": current})
+    return jsonify({"ready": True, "schema": db.head_revision()})  # current: no problem

@@ -539,6 +539,30 @@ def record_links(
     )
 
 
+def _record_row(
+    session: Session,
+    action: str,
+    row: Suppression,
+    *,
+    actor: str,
+    detail: dict[str, Any],
+    at: datetime | None = None,
+) -> None:
+    """The audit event of a row leaving the list: its digest and terms, never an address."""
+    audit.record(
+        session,
+        action,
+        actor=actor,
+        digest=row.digest,
+        kind=row.kind.value,
+        list=row.list,
+        reason=row.reason.value,
+        source=row.source,
+        detail=detail,
+        at=at,
+    )
+
+
 def remove(
     session: Session,
     target: Target,
@@ -562,15 +586,11 @@ def remove(
     if not rows:
         raise NotFound(f"no {target.kind} suppression on list {list_name!r} matches")
     for row in rows:
-        audit.record(
+        _record_row(
             session,
             "remove",
+            row,
             actor=actor,
-            digest=row.digest,
-            kind=row.kind.value,
-            list=row.list,
-            reason=row.reason.value,
-            source=row.source,
             detail={"removal_reason": reason, "evidence": evidence, "key_id": row.key_id},
         )
     session.execute(delete(Suppression).where(Suppression.id.in_([r.id for r in rows])))
@@ -620,15 +640,11 @@ def expire(session: Session, *, now: datetime, actor: str = "job:expire") -> Exp
     ).all()
     reasons: Counter[str] = Counter()
     for row in rows:
-        audit.record(
+        _record_row(
             session,
             "expire",
+            row,
             actor=actor,
-            digest=row.digest,
-            kind=row.kind.value,
-            list=row.list,
-            reason=row.reason.value,
-            source=row.source,
             detail={"expires_at": row.expires_at.isoformat() if row.expires_at else None},
             at=now,
         )
