@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
-    from . import api, contract, health, logs, metrics, pages, ratelimit, web
+    from . import api, contract, health, logs, metrics, pages, ratelimit, receivers, web
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
@@ -22,6 +22,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     logs.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(receivers.bp)
     settings = rt.config.settings
     pages.init_app(app, settings.pages)
     ratelimit.init_app(

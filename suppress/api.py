@@ -132,6 +132,11 @@ def json_body() -> Any:
     """The request's JSON value, or InvalidRequest (not JSON, too deeply nested)."""
     if not request.is_json:
         raise InvalidRequest("send a JSON body with Content-Type: application/json")
+    return parse_json(body_bytes())
+
+
+def body_bytes() -> bytes:
+    """The raw body, refused past request.max_content_length (413), chunked or not."""
     limit = request.max_content_length
     chunked = request.content_length is None and limit is not None
     if chunked:
@@ -141,15 +146,19 @@ def json_body() -> Any:
     text = request.get_data()
     if chunked and len(text) > limit:  # type: ignore[operator]
         raise PayloadTooLarge(f"the body exceeds {limit:,} bytes")
+    return text
+
+
+def parse_json(text: bytes) -> Any:
+    """A JSON value, or InvalidRequest (not JSON, too deeply nested)."""
     try:
-        data = jsontext.loads(text)
+        return jsontext.loads(text)
     except jsontext.TooDeep:
         raise InvalidRequest(
             f"the JSON body nests deeper than {jsontext.MAX_DEPTH} levels"
         ) from None
     except ValueError:
         raise InvalidRequest("the body is not valid JSON") from None
-    return data
 
 
 def parse_time(value: Any, name: str) -> datetime | None:

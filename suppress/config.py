@@ -83,7 +83,17 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 SECRET_KEYS = ("peppers", "token_secrets")
 # Short environment names the contract gives to settings inside a section (DESIGN §13);
 # the long SUPPRESS_SECTION_KEY spelling works too, and the short one wins.
-ENV_ALIASES = {"SUPPRESS_PROXY_HOPS": ("server", "proxy_hops")}
+ENV_ALIASES: dict[str, Location] = {"SUPPRESS_PROXY_HOPS": ("server", "proxy_hops")}
+# DESIGN §9 spells the receivers' settings SUPPRESS_WEBHOOK_<PROVIDER>_<KEY> (singular).
+ENV_ALIASES.update(
+    {
+        f"SUPPRESS_WEBHOOK_{provider.upper()}_{key.upper()}": ("webhooks", provider, key)
+        for provider, model in settings_module.WebhooksSettings.model_fields.items()
+        for key in model.annotation.model_fields  # type: ignore[union-attr]
+    }
+)
+# Name heads of the aliases, so that a typo under them is refused like one under a section.
+ALIAS_HEADS = {name.removeprefix("SUPPRESS_").partition("_")[0] for name in ENV_ALIASES}
 # Plain ASCII digits only: int() would also take "1_0", "+1", " 2 " and other scripts'
 # digits, and a proxy count of 10 read from "1_0" lets clients choose their address.
 INTEGER = re.compile(r"-?[0-9]{1,18}")
@@ -133,7 +143,7 @@ def env_names() -> dict[str, Location]:
 def _apply_env(layered: Layered, env: dict[str, str]) -> None:
     kinds = settings_module.scalar_keys()
     known = env_names()
-    sections = {str(loc[0]).upper() for loc in kinds if len(loc) > 1}
+    sections = {str(loc[0]).upper() for loc in kinds if len(loc) > 1} | (ALIAS_HEADS - {"PROXY"})
     for name in sorted(env):
         # SUPPRESS_<SECTION>_<KEY> with a key no section has is a typo, never ours to skip
         # (other SUPPRESS_* names, such as SUPPRESS_URL for the client, are left alone).
@@ -242,7 +252,7 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
         settings = _validated(layered)
     except ConfigError as exc:
         # A secret pasted into an ordinary setting must not be repeated by its error.
-        raise _scrubbed(exc, _secret_values(given, env)) from None
+        raise _scrubbed(exc, _secret_values(given, env, layered.values)) from None
     instance_dir = Path(settings.instance_dir or "instance").resolve()
     secrets_file = _secrets_file(settings)
     stored = _read_secrets(secrets_file)
@@ -294,9 +304,17 @@ def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = N
     )
 
 
-def _secret_values(given: dict[str, Any], env: dict[str, str]) -> list[str]:
+def _secret_values(
+    given: dict[str, Any], env: dict[str, str], values: dict[str, Any] | None = None
+) -> list[str]:
     texts = [str(given.get(key) or "") for key in SECRET_KEYS]
     texts += [env.get("SUPPRESS_PEPPERS", ""), env.get("SUPPRESS_TOKEN_SECRETS", "")]
+    hooks = (values or {}).get("webhooks")
+    for provider, key in settings_module.WEBHOOK_SECRETS:
+        table = hooks.get(provider) if isinstance(hooks, dict) else None
+        value = table.get(key) if isinstance(table, dict) else None
+        if isinstance(value, str):
+            texts.append(value)
     found: list[str] = []
     for text in texts:
         for item in (part.strip() for part in text.split(",")):

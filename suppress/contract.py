@@ -352,6 +352,17 @@ class Imported(Reply):
     invalid_lines_truncated: bool | SkipJsonSchema[None] = None
 
 
+class WebhookTaken(Reply):
+    """What a webhook delivery did, committed before the answer."""
+
+    received: int = Field(description="The provider's events in the delivery.")
+    added: int = Field(description="Suppressions added (or renewed, or made permanent).")
+    existing: int = Field(description="Suppressions asked for that were already in place.")
+    duplicate: int = Field(description="Events already taken from an earlier delivery.")
+    ignored: int = Field(description="Events that ask for no suppression (delivered, open, ...).")
+    invalid: int = Field(description="Events whose recipient is no valid address.")
+
+
 class AuditEvent(Reply):
     id: int
     at: datetime
@@ -532,6 +543,7 @@ class Operation:
     body: type[BaseModel] | None = None  # a JSON object
     texts: Mapping[str, str] = field(default_factory=dict)  # streamed text bodies
     form: type[BaseModel] | None = None  # url-encoded or multipart form fields
+    payload: Mapping[str, Any] = field(default_factory=dict)  # media -> schema, bound by hand
     path: Mapping[str, Any] = field(default_factory=dict)  # path parameter -> schema
     idempotent: bool = False  # honours Idempotency-Key
     errors: tuple[int, ...] = ()  # statuses beyond those derived below
@@ -561,12 +573,14 @@ class Operation:
     def statuses(self) -> list[int]:
         """Every error status this operation can answer, derived from what it takes."""
         found = set(self.errors) | {SERVER_REFUSAL}
-        takes_input = bool(self.query or self.body or self.texts or self.form or self.path)
+        takes_input = bool(
+            self.query or self.body or self.texts or self.form or self.path or self.payload
+        )
         if takes_input or self.role or self.idempotent:
             found.add(400)
         if self.role is not None:
             found |= {401, 403, 503}
-        if self.body or self.texts or self.form:
+        if self.body or self.texts or self.form or self.payload:
             found.add(413)
         if self.texts:
             found.add(415)
@@ -719,6 +733,8 @@ def _render(op: Operation, refs: Mapping[Any, Any], schemas: dict[str, Any]) -> 
         # Any text is a body (a line that is no address counts as invalid), so the schema
         # constrains nothing.
         content[kind] = {"schema": {"description": text}}
+    for kind, schema in op.payload.items():
+        content[kind] = {"schema": schema}
     if op.form is not None:
         for kind in FORM_TYPES:
             content[kind] = {"schema": refs[(op.form, "validation")]}

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import audit, clock, idempotency, reconcile, suppressions
+from . import audit, clock, idempotency, inbound, reconcile, suppressions
 from .errors import ErrorCode, NotFound, SuppressError
 from .models import JobLease, JobRun
 
@@ -209,7 +209,8 @@ def _expire(ctx: Context) -> tuple[bool, dict[str, Any]]:
         report = suppressions.expire(session, now=ctx.now)
     with ctx.rt.db.begin() as session:
         purged = idempotency.purge(session, ctx.rt.config.idempotency_hours, now=ctx.now)
-    return True, {**report.summary(), "idempotency_purged": purged}
+        events = inbound.purge(session, now=ctx.now)
+    return True, {**report.summary(), "idempotency_purged": purged, "webhook_events_purged": events}
 
 
 def _verify_audit(ctx: Context) -> tuple[bool, dict[str, Any]]:

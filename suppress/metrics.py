@@ -34,6 +34,18 @@ FILTERED = Counter(
     "suppress_filter_addresses", "Addresses answered by bulk filters, by verdict.", ["verdict"]
 )
 WRITES = Counter("suppress_suppression_writes", "Suppressions added or removed.", ["action"])
+WEBHOOK_REQUESTS = Counter(
+    "suppress_webhook_requests",
+    "Webhook deliveries by provider and outcome: accepted, refused (signature or "
+    "credentials), malformed (body), failed (database), confirmed (SNS subscription).",
+    ["provider", "outcome"],
+)
+WEBHOOK_EVENTS = Counter(
+    "suppress_webhook_events",
+    "What accepted webhook deliveries asked for, by provider and result: received, added, "
+    "existing, duplicate, ignored, invalid.",
+    ["provider", "result"],
+)
 LATENCY = Histogram(
     "suppress_request_duration_seconds",
     "Request latency by route and status.",
@@ -49,6 +61,14 @@ def verdict(allowed: bool, *, bulk: int = 0) -> None:
         FILTERED.labels(label).inc(bulk)
     else:
         CHECKS.labels(label).inc()
+
+
+def webhook(provider: str, outcome: str, counts: dict[str, int] | None = None) -> None:
+    """Count one webhook delivery, and what its events did."""
+    WEBHOOK_REQUESTS.labels(provider, outcome).inc()
+    for result, number in (counts or {}).items():
+        if number:
+            WEBHOOK_EVENTS.labels(provider, result).inc(number)
 
 
 class DatabaseCollector(Collector):

@@ -213,3 +213,19 @@ class SecretCheck(Base):
     )
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32), comment="HMAC(secret, label)")
     created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+
+
+class WebhookEvent(Base):
+    """A mailing tool's event (or Mailgun signing token) already taken: retries add nothing.
+
+    Kept keyed, never as given: a stand-in event id is computed from the event, address
+    included, so it is stored only as an HMAC under a key derived from the pepper.
+    """
+
+    __tablename__ = "webhook_event"
+
+    key: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="HMAC-SHA256 hex of provider and event id"
+    )
+    provider: Mapped[str] = mapped_column(String(16), comment="sendgrid, mailgun, ...")
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True, comment="UTC")

@@ -273,6 +273,110 @@ class ReconcileSettings(Section):
         return value
 
 
+# An SNS topic: arn:<partition>:sns:<region>:<12-digit account>:<name>.
+TOPIC_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+)
+
+
+class HookSettings(Section):
+    """What every provider's receiver has: the list its unsubscribe events suppress."""
+
+    list: ListName = "global"
+
+
+class SendgridHook(HookSettings):
+    # base64 DER SubjectPublicKeyInfo, as SendGrid's settings page shows it (not secret).
+    public_key: str = ""
+
+    @field_validator("public_key")
+    @classmethod
+    def _is_p256_key(cls, value: str) -> str:
+        if not value:
+            return value
+        import base64
+        import binascii
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        try:
+            key = load_der_public_key(base64.b64decode(value.strip(), validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            raise _problem(
+                "must be the verification key SendGrid shows (base64 of a DER public key)"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+            raise _problem("must be a P-256 (secp256r1) elliptic-curve public key")
+        return value.strip()
+
+
+class MailgunHook(HookSettings):
+    signing_key: str = ""
+
+
+class PostmarkHook(HookSettings):
+    # user:password, as put in the webhook URL or Postmark's HTTP auth fields.
+    basic_auth: str = ""
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _is_user_password(cls, value: str) -> str:
+        user, sep, password = value.partition(":")
+        if value and not (sep and user and password):
+            raise _problem("must be user:password, both parts non-empty")
+        return value
+
+
+class BrevoHook(HookSettings):
+    token: str = ""
+
+
+class SesHook(HookSettings):
+    # Comma-separated SNS topic ARNs whose notifications are taken.
+    topic_arns: str = ""
+
+    @field_validator("topic_arns")
+    @classmethod
+    def _are_topics(cls, value: str) -> str:
+        for number, arn in enumerate((a.strip() for a in value.split(",") if a.strip()), 1):
+            if not TOPIC_ARN.fullmatch(arn):
+                raise _problem(
+                    f"entry {number} must be an SNS topic ARN such as "
+                    f"arn:aws:sns:eu-north-1:123456789012:ses-events{_not(arn)}"
+                )
+        return value
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.topic_arns.split(",") if a.strip())
+
+
+# Settings of the webhook receivers that are secrets: never shown in an error message.
+WEBHOOK_SECRETS = (("mailgun", "signing_key"), ("postmark", "basic_auth"), ("brevo", "token"))
+
+
+class WebhooksSettings(Section):
+    """[webhooks.<provider>]: a receiver is enabled when its secret is set (DESIGN §9)."""
+
+    sendgrid: SendgridHook = SendgridHook()
+    mailgun: MailgunHook = MailgunHook()
+    postmark: PostmarkHook = PostmarkHook()
+    brevo: BrevoHook = BrevoHook()
+    ses: SesHook = SesHook()
+
+    def enabled(self, provider: str) -> bool:
+        hook = getattr(self, provider)
+        secret = {
+            "sendgrid": "public_key",
+            "mailgun": "signing_key",
+            "postmark": "basic_auth",
+            "brevo": "token",
+            "ses": "topic_arns",
+        }[provider]
+        return bool(getattr(hook, secret))
+
+
 def _time_text(value: Any) -> Any:
     """TOML's own local time (`reconcile_at = 02:30`, unquoted) as the text it stands for."""
     if isinstance(value, dtime) and value.tzinfo is None and not value.microsecond:
@@ -361,6 +465,7 @@ class Settings(Section):
     ratelimit: RateLimitSettings = RateLimitSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     base_url: str = "http://127.0.0.1:8000"
     instance_dir: str = "instance"
 
@@ -435,7 +540,14 @@ def where(loc: Location, *, table: bool = False) -> str:
         return f"{head} {rest}" if rest else head
     if len(parts) == 1:
         return f"[{parts[0]}]" if table or _section(str(parts[0])) else str(parts[0])
-    return f"[{parts[0]}] " + ".".join(str(p) for p in parts[1:])
+    # The deepest table the location is in: [webhooks.ses] topic_arns, not [webhooks] ses....
+    depth = 1
+    while depth < len(parts) - 1 and known_keys(tuple(parts[: depth + 1])):
+        depth += 1
+    head = ".".join(str(p) for p in parts[:depth])
+    if depth == len(parts) - 1 and table and known_keys(tuple(parts)):
+        return f"[{head}.{parts[-1]}]"
+    return f"[{head}] " + ".".join(str(p) for p in parts[depth:])
 
 
 def _section(name: str) -> bool:
@@ -528,15 +640,18 @@ def problems(exc: ValidationError, env_names: Mapping[Location, str] | None = No
 
 
 def scalar_keys() -> dict[Location, type]:
-    """Every key the environment may set (SUPPRESS_KEY, SUPPRESS_SECTION_KEY), with its type:
-    the scalars of the top level and of each section; lists of tables are set in files."""
+    """Every key the environment may set (SUPPRESS_KEY, SUPPRESS_SECTION_KEY,
+    SUPPRESS_SECTION_TABLE_KEY), with its type: the scalars of the top level, of each section
+    and of each table inside one; lists of tables are set in files."""
     found: dict[Location, type] = {}
-    for name, field in Settings.model_fields.items():
-        model = _model(field.annotation)
-        if model is None:
-            found[(name,)] = field.annotation  # type: ignore[assignment]
-        elif get_origin(field.annotation) is None:
-            for key, sub in model.model_fields.items():
-                if get_origin(sub.annotation) is None and _model(sub.annotation) is None:
-                    found[(name, key)] = sub.annotation  # type: ignore[assignment]
+
+    def walk(model: type[BaseModel], at: Location) -> None:
+        for key, sub in model.model_fields.items():
+            inner = _model(sub.annotation)
+            if inner is None:
+                found[at + (key,)] = sub.annotation  # type: ignore[assignment]
+            elif get_origin(sub.annotation) is None:
+                walk(inner, at + (key,))
+
+    walk(Settings, ())
     return found

@@ -259,11 +259,14 @@ def import_batch(
     source: str,
     actor: str,
     now: datetime,
+    via: str = "import",
 ) -> ImportCounts:
     """Suppress many addresses on a list (idempotent; never removes or shortens anything).
 
     New rows go in with one statement and one audit event each; the rare existing row that is
-    temporary or under an old pepper goes through add(), which makes it permanent or re-keys it.
+    temporary, weaker (a bounce where an opt-out arrives) or under an old pepper goes through
+    add(), which makes it permanent, strengthens or re-keys it. `via` names the path in the
+    audit events (import, webhook).
     """
     audit.lock(session)
     found = _rows_by_digest(
@@ -286,7 +289,12 @@ def import_batch(
         rows = [r for d in target.digests for r in found.get(d.value, ())]
         if not rows:
             fresh.append(target)
-        elif any(r.expires_at is not None or r.key_id != active.key_id for r in rows):
+        elif any(
+            r.expires_at is not None
+            or r.key_id != active.key_id
+            or strength(reason, None) > strength(Reason(r.reason), None)
+            for r in rows
+        ):
             slow.append(target)
         else:
             existing += 1
@@ -315,7 +323,7 @@ def import_batch(
             list=list_name,
             reason=reason.value,
             source=source,
-            detail={"expires_at": None, "via": "import"},
+            detail={"expires_at": None, "via": via},
             at=now,
         )
         added += len(fresh)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import ErrorCode, SuppressError
 from .models import GLOBAL_LIST, Reason
@@ -185,8 +185,13 @@ def brevo_events(payload: Any, unsubscribe_list: str) -> Iterator[Event]:
         yield Event(email, GLOBAL_LIST, Reason.hard_bounce, key)
 
 
-def ses_events(message: Any, message_id: str) -> Iterator[Event]:
-    """The SES notification inside a verified SNS `Notification` (its `Message`, parsed)."""
+def ses_events(message: Any, message_id: str, unsubscribe_list: str) -> Iterator[Event]:
+    """The SES notification inside a verified SNS `Notification` (its `Message`, parsed).
+
+    Identity notifications name their type in `notificationType`, configuration-set event
+    publishing in `eventType`. A `Subscription` event (SES list management) that opts out of
+    everything or of any topic suppresses the unsubscribe list for the message's recipients.
+    """
     if not isinstance(message, dict):
         return
     kind = _text(message.get("notificationType") or message.get("eventType"))
@@ -201,6 +206,29 @@ def ses_events(message: Any, message_id: str) -> Iterator[Event]:
         if isinstance(complaint, dict):
             for index, email in enumerate(_recipients(complaint, "complainedRecipients")):
                 yield Event(email, GLOBAL_LIST, Reason.complaint, f"ses:{message_id}:{index}")
+    elif kind == "Subscription" and _opts_out(message.get("subscription")):
+        mail = message.get("mail")
+        destination = mail.get("destination") if isinstance(mail, dict) else None
+        for index, email in enumerate(destination if isinstance(destination, list) else ()):
+            if isinstance(email, str):
+                key = f"ses:{message_id}:{index}"
+                yield Event(email, unsubscribe_list, Reason.unsubscribe, key)
+
+
+def _opts_out(subscription: Any) -> bool:
+    """An SES subscription change that leaves everything, or any topic."""
+    if not isinstance(subscription, dict):
+        return False
+    new = subscription.get("newTopicPreferences")
+    if not isinstance(new, dict):
+        return False
+    if new.get("unsubscribeAll") is True:
+        return True
+    statuses = new.get("topicSubscriptionStatus")
+    return any(
+        isinstance(item, dict) and item.get("subscriptionStatus") == "OptOut"
+        for item in (statuses if isinstance(statuses, list) else ())
+    )
 
 
 def _recipients(section: dict[str, Any], name: str) -> Iterator[str]:
@@ -220,6 +248,11 @@ def _digest_key(item: Any) -> str:
 
 # Certificates are taken only from SNS itself: https://sns.<region>.amazonaws.com[.cn]/...pem
 SNS_CERT_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+# ...and only at the path SNS signs with, so a forged message cannot send us fetching
+# arbitrary paths (each an outbound request) on those hosts.
+SNS_CERT_PATH = re.compile(r"^/SimpleNotificationService-[A-Za-z0-9]{1,64}\.pem$")
+# Certificates kept per process; SNS rotates them rarely.
+MAX_CERTIFICATES = 32
 # The fields SNS signs, in order, per message type (Subject only when present).
 _CONFIRMATION = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _SNS_FIELDS = {
@@ -231,14 +264,52 @@ _certificates: dict[str, bytes] = {}
 
 
 def fetch_certificate(url: str) -> bytes:
-    """The PEM at an SNS certificate URL, fetched once per URL per process."""
+    """The PEM at an SNS certificate URL, fetched once per URL per process (https only, no
+    redirects followed, 10 s at most)."""
     if url not in _certificates:
-        import requests
-
-        response = requests.get(url, timeout=10)
-        response.raise_for_status()
-        _certificates[url] = response.content
+        _certificates[url] = https_get(url)
+        while len(_certificates) > MAX_CERTIFICATES:
+            _certificates.pop(next(iter(_certificates)))
     return _certificates[url]
+
+
+def sns_url(url: str) -> SplitResult:
+    """An https URL on an SNS host on the default port, or Refused: nothing else is fetched."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme != "https" or not SNS_CERT_HOST.match(parts.hostname or "") or port:
+        raise Refused("only https URLs on SNS hosts are fetched")
+    return parts
+
+
+def https_get(url: str, timeout: float = 10, limit: int = 65536) -> bytes:
+    """GET an https URL on an SNS host: the body of a 200, else Refused. Redirects are not
+    followed (they could lead anywhere)."""
+    import http.client
+
+    parts = sns_url(url)
+    connection = http.client.HTTPSConnection(parts.hostname or "", timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", path or "/", headers={"User-Agent": "suppress"})
+        response = connection.getresponse()
+        body = response.read(limit + 1)
+    except OSError as exc:
+        raise SuppressError(
+            f"could not reach {parts.hostname}: {type(exc).__name__}",
+            code=ErrorCode.unavailable,
+            status=503,
+        ) from None
+    finally:
+        connection.close()
+    if response.status != 200 or len(body) > limit:
+        raise SuppressError(
+            f"{parts.hostname} answered {response.status}", code=ErrorCode.unavailable, status=503
+        )
+    return body
 
 
 def sns_string_to_sign(message: dict[str, Any]) -> bytes:
@@ -281,8 +352,8 @@ def verify_sns(
         port = -1
     if url.scheme != "https" or not SNS_CERT_HOST.match(url.hostname or "") or port is not None:
         raise Refused("the SNS certificate is not on an SNS host")
-    if not url.path.endswith(".pem"):
-        raise Refused("the SNS certificate URL names no certificate")
+    if not SNS_CERT_PATH.match(url.path) or url.query or url.fragment:
+        raise Refused("the SNS certificate URL names no SNS signing certificate")
     algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(
         _text(message.get("SignatureVersion"))
     )

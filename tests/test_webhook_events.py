@@ -136,12 +136,31 @@ def test_brevo_events_map_as_designed(fixture: str, expected: list[Any]) -> None
 
 def test_ses_bounces_and_complaints_map_per_recipient() -> None:
     bounce = load("ses-sns-bounce-permanent.json")
-    got = list(webhooks.ses_events(json.loads(bounce["Message"]), bounce["MessageId"]))
+    got = list(webhooks.ses_events(json.loads(bounce["Message"]), bounce["MessageId"], "news"))
     assert mapped(got) == [("jane@example.com", "global", Reason.hard_bounce)]
     assert got[0].key == f"ses:{bounce['MessageId']}:0"
     complaint = load("ses-sns-complaint.json")
-    got = list(webhooks.ses_events(json.loads(complaint["Message"]), complaint["MessageId"]))
+    got = list(
+        webhooks.ses_events(json.loads(complaint["Message"]), complaint["MessageId"], "news")
+    )
     assert mapped(got) == [("richard@example.com", "global", Reason.complaint)]
+
+
+def test_an_ses_subscription_event_that_opts_out_suppresses_the_unsubscribe_list() -> None:
+    sns = load("ses-sns-subscription-unsubscribe.json")
+    message = json.loads(sns["Message"])
+    got = list(webhooks.ses_events(message, sns["MessageId"], "news"))
+    assert mapped(got) == [("recipient@example.com", "news", Reason.unsubscribe)]
+    # One topic left is an opt-out too; coming back (all OptIn) asks for nothing.
+    topic_only = json.loads(sns["Message"])
+    topic_only["subscription"]["newTopicPreferences"]["unsubscribeAll"] = False
+    assert len(list(webhooks.ses_events(topic_only, "m", "news"))) == 1
+    back = json.loads(sns["Message"])
+    back["subscription"]["newTopicPreferences"] = {
+        "unsubscribeAll": False,
+        "topicSubscriptionStatus": [{"topicName": "T", "subscriptionStatus": "OptIn"}],
+    }
+    assert list(webhooks.ses_events(back, "m", "news")) == []
 
 
 def test_a_retried_delivery_has_the_same_keys_and_other_events_other_keys() -> None:
@@ -162,7 +181,7 @@ def test_malformed_payloads_map_to_nothing(payload: Any) -> None:
         webhooks.brevo_events,
     ):
         assert list(mapper(payload, "news")) == []
-    assert list(webhooks.ses_events(payload, "m")) == []
+    assert list(webhooks.ses_events(payload, "m", "news")) == []
 
 
 # --- Amazon SNS: messages signed with a certificate the test makes --------------------------
