@@ -110,10 +110,13 @@ def _now() -> float:
 
 
 ANSWERS = {200: Answer("Verified and committed: what the delivery did", WebhookTaken)}
-# The provider's own JSON, read by hand after verification (SNS sends it as text/plain).
+# The provider's own JSON, read by hand after verification, whatever its Content-Type says
+# (SNS sends it as text/plain).
 PAYLOAD = {
-    kind: {"description": "The provider's JSON payload, exactly as it sends it."}
-    for kind in ("application/json", "text/plain")
+    "application/json": {
+        "type": ["object", "array"],
+        "description": "The provider's JSON payload, exactly as it sends it.",
+    }
 }
 
 

@@ -13,6 +13,15 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from .conftest import LiveServer
+from .conftest import settings as instance_settings
+from .test_webhooks import HOOKS
+
+
+@pytest.fixture
+def overrides(db_url: str, tmp_path: Any) -> dict[str, Any]:
+    """Every webhook receiver configured, so that generated requests reach their checks."""
+    return instance_settings(db_url, tmp_path, webhooks=HOOKS)
+
 
 # Raise for a longer hunt: SUPPRESS_SCHEMA_EXAMPLES=500 pytest tests/test_schema.py
 MAX_EXAMPLES = int(os.environ.get("SUPPRESS_SCHEMA_EXAMPLES", "20"))
