@@ -48,7 +48,9 @@ class Taken:
 
 def keyed(keys: Sequence[tuple[str, bytes]], text: str) -> list[str]:
     """How an event id is kept: HMAC hex under each pepper's derived key, active first."""
-    return [hmac.new(key, text.encode(), hashlib.sha256).hexdigest() for _, key in keys]
+    # surrogatepass: an id is whatever the provider's JSON held, lone surrogates included.
+    data = text.encode("utf-8", "surrogatepass")
+    return [hmac.new(key, data, hashlib.sha256).hexdigest() for _, key in keys]
 
 
 def _taken_keys(session: Session, keys: Iterable[str]) -> set[str]:

@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from . import audit, clock, metrics, webhooks
 from .api import body_bytes, parse_json
@@ -96,7 +97,10 @@ def _guarded(provider: str, verify: Callable[[], Any]) -> Any:
         metrics.webhook(provider, "refused")
         log.warning("webhook %s refused: %s", provider, exc.message)
         raise
-    except SuppressError:
+    except SuppressError as exc:
+        metrics.webhook(provider, "failed" if exc.status >= 500 else "malformed")
+        raise
+    except HTTPException:  # the body over its cap (413)
         metrics.webhook(provider, "malformed")
         raise
 

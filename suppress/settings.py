@@ -311,8 +311,26 @@ class SendgridHook(HookSettings):
         return value.strip()
 
 
+# A shared webhook secret this short could be guessed: refused at start.
+MIN_WEBHOOK_SECRET = 16
+
+
+def _strong(value: str) -> str:
+    if value and len(value) < MIN_WEBHOOK_SECRET:
+        raise _problem(
+            f"is too short: a webhook secret needs at least {MIN_WEBHOOK_SECRET} characters "
+            "(a random one, such as python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    return value
+
+
 class MailgunHook(HookSettings):
     signing_key: str = ""
+
+    @field_validator("signing_key")
+    @classmethod
+    def _is_strong(cls, value: str) -> str:
+        return _strong(value)
 
 
 class PostmarkHook(HookSettings):
@@ -325,11 +343,17 @@ class PostmarkHook(HookSettings):
         user, sep, password = value.partition(":")
         if value and not (sep and user and password):
             raise _problem("must be user:password, both parts non-empty")
+        _strong(password)
         return value
 
 
 class BrevoHook(HookSettings):
     token: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _is_strong(cls, value: str) -> str:
+        return _strong(value)
 
 
 class SesHook(HookSettings):
@@ -339,6 +363,8 @@ class SesHook(HookSettings):
     @field_validator("topic_arns")
     @classmethod
     def _are_topics(cls, value: str) -> str:
+        if value and not value.replace(",", "").strip():
+            raise _problem("names no topic: give one or more SNS topic ARNs, comma-separated")
         for number, arn in enumerate((a.strip() for a in value.split(",") if a.strip()), 1):
             if not TOPIC_ARN.fullmatch(arn):
                 raise _problem(

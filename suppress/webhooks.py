@@ -89,6 +89,10 @@ def verify_mailgun(signing_key: str, signature: Any, now: float) -> str:
     if not all(isinstance(v, str) and v for v in (timestamp, token, given)):
         raise Refused("the Mailgun signature object is incomplete")
     assert isinstance(timestamp, str) and isinstance(token, str) and isinstance(given, str)
+    if not (token.isascii() and given.isascii() and len(token) <= 256 and len(given) <= 256):
+        # Mailgun sends hex and ASCII tokens; anything else is no signature of theirs (and
+        # would not even compare: compare_digest takes ASCII strings only).
+        raise Refused("the Mailgun signature object is not Mailgun's")
     _fresh(timestamp, now)
     expected = hmac.new(
         signing_key.encode(), (timestamp + token).encode(), hashlib.sha256
@@ -325,7 +329,10 @@ def sns_string_to_sign(message: dict[str, Any]) -> bytes:
         if not isinstance(value, str):
             raise Refused(f"the SNS message has no {name}")
         lines += [name, value]
-    return ("\n".join(lines) + "\n").encode()
+    try:
+        return ("\n".join(lines) + "\n").encode()
+    except UnicodeEncodeError:  # a lone surrogate: nothing SNS ever signed
+        raise Refused("the SNS message is not valid text") from None
 
 
 def verify_sns(
@@ -365,15 +372,23 @@ def verify_sns(
         raise Refused("the SNS timestamp is not ISO 8601") from None
     if sent.tzinfo is None or abs(now - sent.timestamp()) > MAX_SKEW_SECONDS:
         raise Refused("the SNS timestamp is more than 5 minutes away from our clock")
+    # Everything the message itself can be refused for is checked before the certificate is
+    # fetched: a forgery costs no outbound request.
+    signed = sns_string_to_sign(message)
     try:
         signature = base64.b64decode(_text(message.get("Signature")), validate=True)
-        cert = x509.load_pem_x509_certificate(certificate(url.geturl()))
     except (binascii.Error, ValueError):
-        raise Refused("the SNS signature or certificate is unreadable") from None
+        raise Refused("the SNS signature is not base64") from None
+    if not signature:
+        raise Refused("the SNS message is not signed")
+    try:
+        cert = x509.load_pem_x509_certificate(certificate(url.geturl()))
+    except ValueError:
+        raise Refused("the SNS certificate is unreadable") from None
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise Refused("the SNS certificate holds no RSA key")
     try:
-        key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), algorithm)
+        key.verify(signature, signed, padding.PKCS1v15(), algorithm)
     except InvalidSignature:
         raise Refused("the SNS signature does not verify") from None

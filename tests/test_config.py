@@ -652,3 +652,27 @@ def test_durations_that_would_overflow_a_date_are_refused_at_start(
 ) -> None:
     message = load_error(tmp_path, **{name: value}).message
     assert message.startswith(f"{name} (") and "must be at most" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("SUPPRESS_WEBHOOK_BREVO_TOKEN", "tiny-tok", "at least 16 characters"),
+        ("SUPPRESS_WEBHOOK_MAILGUN_SIGNING_KEY", "key-123", "at least 16 characters"),
+        ("SUPPRESS_WEBHOOK_POSTMARK_BASIC_AUTH", "user:pass", "at least 16 characters"),
+        ("SUPPRESS_WEBHOOK_POSTMARK_BASIC_AUTH", "no-colon-at-all-here", "user:password"),
+        ("SUPPRESS_WEBHOOK_SES_TOPIC_ARNS", " , ", "names no topic"),
+        ("SUPPRESS_WEBHOOK_SES_TOPIC_ARNS", "arn:aws:sns:x", "SNS topic ARN"),
+        ("SUPPRESS_WEBHOOK_SENDGRID_PUBLIC_KEY", "bm90IGEga2V5", "verification key"),
+        ("SUPPRESS_WEBHOOK_SES_LIST", "Bad List", "list names"),
+    ],
+)
+def test_a_weak_or_wrong_webhook_setting_is_refused_without_showing_a_secret(
+    tmp_path: Path, name: str, value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        config.load({"instance_dir": str(tmp_path)}, env=env(**{name: value}))
+    assert refused.value.message.startswith(name)
+    assert problem in refused.value.message
+    if "TOPIC" not in name and "LIST" not in name:
+        assert value not in refused.value.message

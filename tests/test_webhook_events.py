@@ -260,7 +260,7 @@ def test_sns_messages_verify_with_both_signature_versions(
         ({"SigningCertURL": "https://sns.us-east-1.amazonaws.com.evil.io/x.pem"}, "SNS host"),
         ({"SignatureVersion": "3"}, "SignatureVersion"),
         ({"Message": "tampered"}, "does not verify"),
-        ({"Signature": "!!"}, "unreadable"),
+        ({"Signature": "!!"}, "not base64"),
         ({"Type": "Other"}, "not an SNS message type"),
     ],
 )

@@ -713,3 +713,65 @@ def _no_real_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(webhooks, "https_get", refuse)
     monkeypatch.setattr(webhooks, "fetch_certificate", refuse)
     yield
+
+
+# --- found by trying to break it -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        {"signature": "éééé"},
+        {"signature": "\u0130" * 64},
+        {"token": "\ud800abc", "signature": "00"},
+        {"token": "t" * 10_000},
+    ],
+)
+def test_a_mailgun_signature_of_strange_text_is_401_not_500(
+    client: FlaskClient, rt: Runtime, signature: dict[str, str]
+) -> None:
+    body = {**load("mailgun-unsubscribed.json"), "signature": {**mailgun_signature(), **signature}}
+    answer = client.post(
+        "/webhooks/mailgun",
+        data=json.dumps(body),  # json.dumps escapes a lone surrogate as \\ud800
+        content_type="application/json",
+    )
+    assert answer.status_code == 401
+    assert counts(rt)[:2] == (0, 0)
+
+
+def test_an_event_id_holding_a_lone_surrogate_costs_no_other_event_of_its_batch(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    body = (
+        b'[{"event": "unsubscribe", "email": "odd@example.com", "sg_event_id": "\\ud800"},'
+        b' {"event": "unsubscribe", "email": "fine@example.com", "sg_event_id": "ok"}]'
+    )
+    answer = sendgrid(client, body)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json() == taken(received=2, added=2)
+    assert not allowed(client, tokens, "fine@example.com", "news")
+    assert sendgrid(client, body).get_json() == taken(received=2, duplicate=2)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"Type": "Bogus"}, {"Signature": ""}, {"Signature": None}, {"MessageId": None}],
+)
+def test_an_sns_message_refused_for_its_shape_fetches_no_certificate(
+    app: Flask, client: FlaskClient, change: dict[str, Any]
+) -> None:
+    fetched: list[str] = []
+    app.extensions[receivers.SNS_CERTIFICATE] = lambda url: fetched.append(url) or SNS_PEM
+    message = json.loads(sns(load("ses-sns-bounce-permanent.json")))
+    message.update(change)
+    assert ses(client, json.dumps(message).encode()).status_code == 401
+    assert fetched == []
+
+
+def test_an_sns_message_with_a_lone_surrogate_is_401(
+    client: FlaskClient, visited: list[str]
+) -> None:
+    message = json.loads(sns(load("ses-sns-bounce-permanent.json")))
+    body = json.dumps({**message, "Message": "\ud800"}).encode()
+    assert ses(client, body).status_code == 401
