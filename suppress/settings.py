@@ -380,6 +380,14 @@ class SesHook(HookSettings):
 
 # Settings of the webhook receivers that are secrets: never shown in an error message.
 WEBHOOK_SECRETS = (("mailgun", "signing_key"), ("postmark", "basic_auth"), ("brevo", "token"))
+# The setting that enables each provider's receiver (its secret, or what stands for one).
+WEBHOOK_ENABLED_BY = {
+    "sendgrid": "public_key",
+    "mailgun": "signing_key",
+    "postmark": "basic_auth",
+    "brevo": "token",
+    "ses": "topic_arns",
+}
 
 
 class WebhooksSettings(Section):
@@ -392,15 +400,7 @@ class WebhooksSettings(Section):
     ses: SesHook = SesHook()
 
     def enabled(self, provider: str) -> bool:
-        hook = getattr(self, provider)
-        secret = {
-            "sendgrid": "public_key",
-            "mailgun": "signing_key",
-            "postmark": "basic_auth",
-            "brevo": "token",
-            "ses": "topic_arns",
-        }[provider]
-        return bool(getattr(hook, secret))
+        return bool(getattr(getattr(self, provider), WEBHOOK_ENABLED_BY[provider]))
 
 
 def _time_text(value: Any) -> Any:
