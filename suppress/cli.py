@@ -21,7 +21,8 @@ from . import jobs as job_runs
 from .errors import SuppressError
 from .models import Reason
 from .runtime import Runtime
-from .settings import ServerSettings, bounds
+from .settings import WEBHOOK_ENABLED_BY, ServerSettings, bounds
+from .webhooks import PROVIDERS
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
@@ -647,6 +648,62 @@ def scheduler_command() -> None:
     rt.db.require_current()  # before logging is set up: a refusal is one line
     logs.configure()
     scheduler.serve(rt)
+
+
+@main.group()
+def webhooks() -> None:
+    """The mailing tools' webhook receivers (POST /webhooks/<provider>)."""
+
+
+@webhooks.command("test")
+@click.argument("provider", type=click.Choice(PROVIDERS))
+@click.option(
+    "--url",
+    help="The service's base URL (default: the configured base_url); the sample goes to "
+    "<url>/webhooks/PROVIDER (a URL that already ends so is used as it is).",
+)
+@click.option(
+    "--suppress",
+    "email",
+    metavar="EMAIL",
+    help="Send an unsubscribe event for EMAIL instead: it IS then suppressed for real, on "
+    "the provider's list (mailgun, postmark and brevo only).",
+)
+@handled
+def webhooks_test(provider: str, url: str | None, email: str | None) -> None:
+    """Send a sample PROVIDER delivery to the running server and print what it answered.
+
+    The sample is signed or authenticated with this host's configured secret. By default it
+    is an event the receiver ignores (a delivery to an example.com address): nothing is
+    suppressed. SendGrid and SES sign with keys only they hold: their sample goes unsigned,
+    and a 401 answer is the expected one (use the provider's own test to go further).
+
+    Exit 0 when the receiver answered as expected, 1 when it answered otherwise (refused,
+    not configured there, an error), 2 when the test could not be made (not configured
+    here, no answer).
+    """
+    from . import webhooktest
+
+    # The configuration alone: this command opens no database (on SQLite, that makes a file).
+    config = config_module.load()
+    hooks = config.settings.webhooks
+    if not hooks.enabled(provider):
+        fail(
+            f"no {provider} webhook is configured here: set {webhooktest.env_name(provider)} "
+            f"(or [webhooks.{provider}] {WEBHOOK_ENABLED_BY[provider]}) as the server has it"
+        )
+    if email is not None:
+        if provider not in webhooktest.AUTHENTICATED:
+            fail(
+                f"--suppress needs a receiver this command can authenticate to "
+                f"({', '.join(webhooktest.AUTHENTICATED)}); {provider} deliveries are signed "
+                "with a key only the provider holds"
+            )
+        addresses.normalize(email)  # an address the receiver would count invalid: say so now
+    verdict = webhooktest.run(provider, hooks, url or config.base_url, email=email)
+    if not verdict.ok:
+        fail(verdict.line, code=1 if verdict.answered else EXIT_ERROR)
+    click.echo(verdict.line)
 
 
 @main.group()
