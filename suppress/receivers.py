@@ -72,10 +72,12 @@ def _store(provider: str, events: list[Event], taken: Taken, token: str | None =
     rt = _runtime()
     now = clock.utcnow()
     try:
-        with rt.db.begin() as session:
-            record(session, rt.ring, provider, events, taken, now=now, token=token)
-    except Refused:
+        if events or token is not None:  # a delivery that asks for nothing writes nothing
+            with rt.db.begin() as session:
+                record(session, rt.ring, provider, events, taken, now=now, token=token)
+    except Refused as exc:  # a replayed Mailgun token
         metrics.webhook(provider, "refused")
+        log.warning("webhook %s refused: %s", provider, exc.message)
         raise
     except Exception:
         metrics.webhook(provider, "failed")

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -265,12 +266,25 @@ _SNS_FIELDS = {
     "UnsubscribeConfirmation": _CONFIRMATION,
 }
 _certificates: dict[str, bytes] = {}
+# At most one fetch of a certificate not yet cached per this many seconds, per process.
+FETCH_INTERVAL_SECONDS = 10.0
+_last_fetch = float("-inf")
 
 
 def fetch_certificate(url: str) -> bytes:
     """The PEM at an SNS certificate URL, fetched once per URL per process (https only, no
     redirects followed, 10 s at most)."""
+    global _last_fetch
     if url not in _certificates:
+        # SNS signs with one certificate for months: a stream of new certificate URLs is a
+        # forger's (who knows a topic ARN), and must not keep workers waiting on fetches.
+        if time.monotonic() - _last_fetch < FETCH_INTERVAL_SECONDS:
+            raise SuppressError(
+                "another SNS certificate was fetched moments ago; retry later",
+                code=ErrorCode.unavailable,
+                status=503,
+            )
+        _last_fetch = time.monotonic()
         _certificates[url] = https_get(url)
         while len(_certificates) > MAX_CERTIFICATES:
             _certificates.pop(next(iter(_certificates)))
@@ -289,7 +303,7 @@ def sns_url(url: str) -> SplitResult:
     return parts
 
 
-def https_get(url: str, timeout: float = 10, limit: int = 65536) -> bytes:
+def https_get(url: str, timeout: float = 5, limit: int = 65536) -> bytes:
     """GET an https URL on an SNS host: the body of a 200, else Refused. Redirects are not
     followed (they could lead anywhere)."""
     import http.client

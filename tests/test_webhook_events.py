@@ -275,3 +275,24 @@ def test_a_stale_sns_message_is_refused(signer: tuple[Any, bytes]) -> None:
     message = signed(signer, {**load("ses-sns-bounce-permanent.json"), "TopicArn": TOPIC})
     with pytest.raises(Refused, match="5 minutes"):
         webhooks.verify_sns(message, (TOPIC,), sns_now(message) + 600, lambda _url: signer[1])
+
+
+def test_new_sns_certificates_are_fetched_at_most_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suppress.errors import SuppressError
+
+    fetched: list[str] = []
+    monkeypatch.setattr(webhooks, "https_get", lambda url: fetched.append(url) or b"pem")
+    monkeypatch.setattr(webhooks, "_certificates", {})
+    monkeypatch.setattr(webhooks, "_last_fetch", float("-inf"))
+    first = "https://sns.eu-north-1.amazonaws.com/SimpleNotificationService-a.pem"
+    assert webhooks.fetch_certificate(first) == b"pem"
+    assert webhooks.fetch_certificate(first) == b"pem"  # cached: no budget spent
+    with pytest.raises(SuppressError) as busy:
+        webhooks.fetch_certificate(first.replace("-a.", "-b."))
+    assert busy.value.status == 503
+    assert fetched == [first]
+    monkeypatch.setattr(webhooks, "_last_fetch", float("-inf"))  # the interval has passed
+    webhooks.fetch_certificate(first.replace("-a.", "-b."))
+    assert len(fetched) == 2

@@ -775,3 +775,23 @@ def test_an_sns_message_with_a_lone_surrogate_is_401(
     message = json.loads(sns(load("ses-sns-bounce-permanent.json")))
     body = json.dumps({**message, "Message": "\ud800"}).encode()
     assert ses(client, body).status_code == 401
+
+
+def test_a_delivery_that_asks_for_nothing_writes_nothing(client: FlaskClient, rt: Runtime) -> None:
+    before = counts(rt)
+    opens = [
+        {"event": "open", "email": f"r{i}@example.com", "sg_event_id": f"o{i}"} for i in range(5)
+    ]
+    answer = sendgrid(client, json.dumps(opens).encode())
+    assert answer.get_json() == taken(received=5, ignored=5)
+    assert counts(rt) == before
+
+
+def test_a_replayed_mailgun_token_is_logged(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    signature = mailgun_signature()
+    mailgun(client, "mailgun-delivered.json", signature)
+    caplog.set_level(logging.WARNING)
+    assert mailgun(client, "mailgun-delivered.json", signature).status_code == 401
+    assert "webhook mailgun refused: this Mailgun signing token was already used" in caplog.text
