@@ -252,8 +252,14 @@ class UnsubscribeForm(Model):
         alias="List-Unsubscribe",
         description="RFC 8058 one-click: the token's list (whitespace around it allowed).",
     )
-    scope: Literal["list", "global"] | SkipJsonSchema[None] = Field(
-        default=None, description="The landing form: this list, or all direct marketing."
+    scope: Literal["list", "global", "lists", "resubscribe"] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The landing form: this list, all direct marketing, the declared "
+        "`lists` given (leave them), or `resubscribe` to the declared `lists` given.",
+    )
+    lists: list[ListName] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Declared list names (repeat the field), with scope lists or resubscribe.",
     )
 
 

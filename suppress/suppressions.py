@@ -547,7 +547,7 @@ def record_links(
     )
 
 
-def _record_row(
+def record_row(
     session: Session,
     action: str,
     row: Suppression,
@@ -594,7 +594,7 @@ def remove(
     if not rows:
         raise NotFound(f"no {target.kind} suppression on list {list_name!r} matches")
     for row in rows:
-        _record_row(
+        record_row(
             session,
             "remove",
             row,
@@ -648,7 +648,7 @@ def expire(session: Session, *, now: datetime, actor: str = "job:expire") -> Exp
     ).all()
     reasons: Counter[str] = Counter()
     for row in rows:
-        _record_row(
+        record_row(
             session,
             "expire",
             row,
