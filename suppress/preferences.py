@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session
 from . import audit
 from .addresses import Digest
 from .models import GLOBAL_LIST, Kind, Reason, Suppression
-from .suppressions import record_row
+from .suppressions import READER_SOURCES, record_row
 
-# What a reader does through their own links: the only suppressions they may lift again.
-READER_SOURCES = frozenset({"one_click", "landing_page"})
 RESUBSCRIBED = "resubscribed_by_recipient"
 
 

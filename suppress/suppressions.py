@@ -64,6 +64,22 @@ def validate_text(name: str, value: Any, *, required: bool = True) -> str:
     return value
 
 
+# Sources only the service itself writes: a reader's own opt-outs through their links. A
+# reader may lift exactly those again (suppress.preferences), so no sender may claim them.
+READER_SOURCES = frozenset({"one_click", "landing_page"})
+
+
+def validate_source(value: Any) -> str:
+    """A source a sender may give (API, import, CLI): free text, but not a reader's own."""
+    source = validate_text("source", value)
+    if source.lower() in READER_SOURCES:
+        raise Unprocessable(
+            f"source {source!r} is kept for opt-outs made by readers through their own links",
+            code=ErrorCode.invalid_request,
+        )
+    return source
+
+
 @dataclass(frozen=True)
 class Hit:
     """One active suppression that applies to a check: the reason for a verdict."""

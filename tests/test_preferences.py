@@ -239,3 +239,25 @@ def test_a_list_declared_without_a_text_in_every_language_is_refused_at_start(
 
     with pytest.raises(ConfigError, match=r"\[\[lists\]\] #1 title: needs a text in sv"):
         create_app(settings(db_url, tmp_path, lists=[{"name": "a", "title": {"en": "A"}}]))
+
+
+@pytest.mark.parametrize("source", ["one_click", "landing_page", " One_Click "])
+def test_no_sender_may_claim_a_readers_own_source(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str], source: str
+) -> None:
+    """Else a sender's record could be lifted from the page as if the reader had made it."""
+    recorder = bearer(tokens["recorder"])
+    added = client.post(
+        "/v1/suppressions",
+        json={"email": EMAIL, "list": "tax", "reason": "unsubscribe", "source": source},
+        headers=recorder,
+    )
+    assert added.status_code == 422
+    assert added.get_json()["error"]["code"] == "invalid_request"
+    imported = client.post(
+        "/v1/imports?list=tax&reason=unsubscribe&source=" + source.strip(),
+        data=EMAIL + "\n",
+        headers={**recorder, "Content-Type": "text/plain"},
+    )
+    assert imported.status_code == 422
+    assert rows(rt) == []
