@@ -406,8 +406,9 @@ def openapi() -> Any:
 def check(body: c.CheckRequest) -> Any:
     rt = runtime()
     target = addresses.address_target(rt.ring, body.email)
-    with rt.db.read() as conn:
-        verdict = suppressions.check(conn, target, body.list_name, now=clock.utcnow())
+    verdict = suppressions.check_one(
+        rt.db.query, not rt.db.is_sqlite, target, body.list_name, now=clock.utcnow()
+    )
     metrics.verdict(verdict.allowed)
     peppers.rekey_found(rt.db.begin, rt.ring, verdict.stale, actor=g.principal.actor)
     return jsonify(verdict_json(body.email, body.list_name, verdict))

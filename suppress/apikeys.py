@@ -147,19 +147,16 @@ def authenticate(session: Session | Connection, token: str | None) -> Principal:
     wanted = hash_token(token)
     # Columns, not an entity: this runs on every request, and nothing here is modified.
     connection = session.connection() if isinstance(session, Session) else session
-    key = (
-        connection.execute(
-            select(
-                ApiKey.id,
-                ApiKey.name,
-                ApiKey.role,
-                ApiKey.token_hash,
-                ApiKey.revoked_at,
-                ApiKey.last_used_at,
-            ).where(ApiKey.token_hash == wanted)
-        )
-        .one_or_none()
-    )
+    key = connection.execute(
+        select(
+            ApiKey.id,
+            ApiKey.name,
+            ApiKey.role,
+            ApiKey.token_hash,
+            ApiKey.revoked_at,
+            ApiKey.last_used_at,
+        ).where(ApiKey.token_hash == wanted)
+    ).one_or_none()
     if key is None or not hmac.compare_digest(key.token_hash, wanted) or key.revoked_at:
         raise Unauthorized("unknown or revoked API key")
     return Principal(id=key.id, name=key.name, role=key.role, last_used_at=key.last_used_at)

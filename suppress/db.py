@@ -259,6 +259,29 @@ class Database:
         except (DBAPIError, SQLAlchemyError, driver_error) as exc:
             raise self._unavailable(exc) from exc
 
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement on a pooled driver connection, without a
+        transaction of SQLAlchemy's (one statement reads one snapshot on both databases):
+        the single check's path. `sql` uses the driver's parameter style ("?" on SQLite,
+        "%s" on PostgreSQL). Failures are Unavailable, as with begin()."""
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            if self.file is not None:
+                self.file.check()
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(sql, tuple(params))
+                rows = [tuple(row) for row in cursor.fetchall()]
+                cursor.close()
+                if self.file is not None:
+                    self.file.check()  # read from the file everyone else writes to
+                return rows
+            finally:
+                raw.close()  # back to the pool, rolled back
+        except (DBAPIError, SQLAlchemyError, driver_error) as exc:
+            raise self._unavailable(exc) from exc
+
     def _unavailable(self, exc: BaseException) -> Unavailable:
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             self.engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -246,29 +246,82 @@ def check_many(
     )
     if not found:
         return [ALLOWED] * len(targets)
-    verdicts = []
-    for target in targets:
-        matched = [
-            r for d in target.digests for r in found.get(d.value, ()) if r.kind is Kind.address
-        ]
-        for group in target.domain_digests:
-            matched += [r for d in group for r in found.get(d.value, ()) if r.kind is Kind.domain]
-        if not matched:
-            verdicts.append(ALLOWED)
+    return [_verdict(target, found) for target in targets]
+
+
+def _verdict(target: Target, found: Mapping[bytes, Sequence[Found]]) -> Verdict:
+    """The verdict for one target from the rows found by digest."""
+    matched = [r for d in target.digests for r in found.get(d.value, ()) if r.kind is Kind.address]
+    for group in target.domain_digests:
+        matched += [r for d in group for r in found.get(d.value, ()) if r.kind is Kind.domain]
+    if not matched:
+        return ALLOWED
+    matched.sort(key=lambda r: (r.list != GLOBAL_LIST, r.kind is Kind.domain, r.created_at))
+    active_id = target.active.key_id
+    active = _active_digest_map(target)
+    return Verdict(
+        allowed=False,
+        hits=tuple(Hit(r.list, r.kind.value, r.reason.value, r.created_at) for r in matched),
+        stale=tuple((r.id, active[r.digest]) for r in matched if r.key_id != active_id),
+    )
+
+
+# One statement for a single check: the rows that could suppress the target, and every key
+# id in use (peppers.key_ids_in_use's walk of the key_id index), read in one snapshot.
+_CHECK_ONE = """
+WITH RECURSIVE k(id) AS (
+    SELECT min(key_id) FROM suppression
+    UNION ALL
+    SELECT (SELECT min(key_id) FROM suppression WHERE key_id > k.id) FROM k
+    WHERE k.id IS NOT NULL
+)
+SELECT 0, id, digest, key_id, kind, list, reason, created_at, expires_at, source
+FROM suppression
+WHERE digest IN ({digests}) AND list IN ({p}, {p}) AND (expires_at IS NULL OR expires_at > {p})
+UNION ALL
+SELECT 1, NULL, NULL, id, NULL, NULL, NULL, NULL, NULL, NULL FROM k WHERE id IS NOT NULL
+"""
+Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+def check_one(
+    query: Query, postgres: bool, target: Target, list_name: str, *, now: datetime
+) -> Verdict:
+    """check() in one read-only statement through `query` (Database.query): the gate's hot
+    path. Like check_many, it reads the database every time and refuses to decide
+    (PepperMissing) while any row is keyed with a pepper the target was not hashed under."""
+    digests = [d.value for d in target.digests]
+    digests += [d.value for group in target.domain_digests for d in group]
+    mark = "%s" if postgres else "?"
+    sql = _CHECK_ONE.format(digests=", ".join([mark] * len(digests)), p=mark)
+    moment: Any = now if postgres else now.strftime("%Y-%m-%d %H:%M:%S.%f")
+    rows = query(sql, (*digests, list_name, GLOBAL_LIST, moment))
+    known = {d.key_id for d in target.digests}
+    missing = sorted({str(r[3]) for r in rows if r[0] == 1} - known)
+    if missing:
+        raise PepperMissing(peppers.missing_message(missing))
+    found: dict[bytes, list[Found]] = {}
+    for row in rows:
+        if row[0] != 0:
             continue
-        matched.sort(key=lambda r: (r.list != GLOBAL_LIST, r.kind is Kind.domain, r.created_at))
-        active_id = target.active.key_id
-        active = _active_digest_map(target)
-        verdicts.append(
-            Verdict(
-                allowed=False,
-                hits=tuple(
-                    Hit(r.list, r.kind.value, r.reason.value, r.created_at) for r in matched
-                ),
-                stale=tuple((r.id, active[r.digest]) for r in matched if r.key_id != active_id),
-            )
+        created, expires = row[7], row[8]
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        if isinstance(expires, str):
+            expires = datetime.fromisoformat(expires)
+        item = Found(
+            row[1],
+            bytes(row[2]),
+            row[3],
+            Kind(row[4]),
+            row[5],
+            Reason(row[6]),
+            created,
+            expires,
+            row[9],
         )
-    return verdicts
+        found.setdefault(item.digest, []).append(item)
+    return _verdict(target, found) if found else ALLOWED
 
 
 def check(
