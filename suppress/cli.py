@@ -562,7 +562,8 @@ def lookup(email: str, as_json: bool, reference: str | None) -> None:
         return
     click.echo(
         f"{email}: {len(found['suppressions'])} suppression(s), "
-        f"{len(found['events'])} audit event(s)"
+        f"{len(found['events'])} audit event(s), "
+        f"{len(found['requests'])} data-subject request(s)"
     )
     for d in found["digests"]:
         if d["kind"] == "address":
