@@ -733,6 +733,15 @@ def compliance_today() -> tuple[ZoneInfo, datetime, date]:
     return zone, now, rights.today(zone, now)
 
 
+def change_request(act: Callable[[Any, ZoneInfo, datetime], Any]) -> Any:
+    """Run one change of a request in a write transaction and answer the request as it is
+    now; `act` gets the session, the compliance zone and now."""
+    zone, now, today = compliance_today()
+    with runtime().db.begin() as session:
+        found = rights.describe(act(session, zone, now), today)
+    return jsonify(found)
+
+
 @endpoint(
     "POST",
     "/requests",
@@ -819,19 +828,17 @@ def show_request(request_id: int) -> Any:
     ),
 )
 def verify_request_identity(request_id: int, body: c.IdentityVerification) -> Any:
-    _zone, now, today = compliance_today()
-    verified_at = parse_time(body.verified_at, "verified_at") or now
-    with runtime().db.begin() as session:
-        row = rights.verify_identity(
+    verified_at = parse_time(body.verified_at, "verified_at")
+    return change_request(
+        lambda session, zone, now: rights.verify_identity(
             session,
             request_id,
             method=body.method,
-            verified_at=verified_at,
+            verified_at=verified_at or now,
             now=now,
             actor=g.principal.actor,
         )
-        found = rights.describe(row, today)
-    return jsonify(found)
+    )
 
 
 @endpoint(
@@ -850,10 +857,9 @@ def verify_request_identity(request_id: int, body: c.IdentityVerification) -> An
     ),
 )
 def extend_request(request_id: int, body: c.Extension) -> Any:
-    zone, now, today = compliance_today()
     notified_at = parse_moment(body.notified_at, "notified_at")
-    with runtime().db.begin() as session:
-        row = rights.extend(
+    return change_request(
+        lambda session, zone, now: rights.extend(
             session,
             request_id,
             reason=body.reason,
@@ -862,8 +868,7 @@ def extend_request(request_id: int, body: c.Extension) -> Any:
             now=now,
             actor=g.principal.actor,
         )
-        found = rights.describe(row, today)
-    return jsonify(found)
+    )
 
 
 @endpoint(
@@ -879,9 +884,8 @@ def extend_request(request_id: int, body: c.Extension) -> Any:
     ),
 )
 def close_request(request_id: int, body: c.Closing) -> Any:
-    _zone, now, today = compliance_today()
-    with runtime().db.begin() as session:
-        row = rights.close(
+    return change_request(
+        lambda session, _zone, now: rights.close(
             session,
             request_id,
             outcome=body.outcome,
@@ -889,5 +893,4 @@ def close_request(request_id: int, body: c.Closing) -> Any:
             now=now,
             actor=g.principal.actor,
         )
-        found = rights.describe(row, today)
-    return jsonify(found)
+    )

@@ -683,6 +683,14 @@ def _show(found: dict[str, Any], as_json: bool) -> None:
     click.echo(json.dumps(found, indent=2) if as_json else _request_line(found))
 
 
+def _change(act: Callable[[Any, datetime], Any], as_json: bool) -> None:
+    """Run one change of a request (`act` gets the session and now) and show the request."""
+    now = clock.utcnow()
+    with runtime().db.begin() as session:
+        found = rights.describe(act(session, now), rights.today(_zone(), now))
+    _show(found, as_json)
+
+
 @requests_group.command("add")
 @click.option("--kind", required=True, type=click.Choice([k.value for k in RequestKind]))
 @click.option("--reference", required=True, help="Your reference, e.g. a ticket number.")
@@ -774,14 +782,14 @@ def requests_show(request_id: int, as_json: bool) -> None:
 @handled
 def requests_verify(request_id: int, method: str, verified_at: str | None, as_json: bool) -> None:
     """Record how and when the requester's identity was verified."""
-    zone, now = _zone(), clock.utcnow()
-    when = now if verified_at is None else _moment(verified_at, "--verified-at", zone)
-    with runtime().db.begin() as session:
-        row = rights.verify_identity(
-            session, request_id, method=method, verified_at=when, now=now, actor=actor()
-        )
-        found = rights.describe(row, rights.today(zone, now))
-    _show(found, as_json)
+    zone = _zone()
+    when = None if verified_at is None else _moment(verified_at, "--verified-at", zone)
+    _change(
+        lambda session, now: rights.verify_identity(
+            session, request_id, method=method, verified_at=when or now, now=now, actor=actor()
+        ),
+        as_json,
+    )
 
 
 @requests_group.command("extend")
@@ -797,10 +805,10 @@ def requests_verify(request_id: int, method: str, verified_at: str | None, as_js
 @handled
 def requests_extend(request_id: int, reason: str, notified_at: str, as_json: bool) -> None:
     """Extend the deadline to three months from receipt (once; the reader told in time)."""
-    zone, now = _zone(), clock.utcnow()
+    zone = _zone()
     told = _moment(notified_at, "--notified-at", zone)
-    with runtime().db.begin() as session:
-        row = rights.extend(
+    _change(
+        lambda session, now: rights.extend(
             session,
             request_id,
             reason=reason,
@@ -808,9 +816,9 @@ def requests_extend(request_id: int, reason: str, notified_at: str, as_json: boo
             zone=zone,
             now=now,
             actor=actor(),
-        )
-        found = rights.describe(row, rights.today(zone, now))
-    _show(found, as_json)
+        ),
+        as_json,
+    )
 
 
 @requests_group.command("close")
@@ -821,13 +829,12 @@ def requests_extend(request_id: int, reason: str, notified_at: str, as_json: boo
 @handled
 def requests_close(request_id: int, outcome: str, note: str | None, as_json: bool) -> None:
     """Close a request with its outcome; a suppression it made stays."""
-    zone, now = _zone(), clock.utcnow()
-    with runtime().db.begin() as session:
-        row = rights.close(
+    _change(
+        lambda session, now: rights.close(
             session, request_id, outcome=Outcome(outcome), note=note, now=now, actor=actor()
-        )
-        found = rights.describe(row, rights.today(zone, now))
-    _show(found, as_json)
+        ),
+        as_json,
+    )
 
 
 @main.group("audit")
