@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -85,11 +86,18 @@ def caller() -> Principal:
     # around it (tests, CLI), and another request's key must never be taken for this one's.
     found = request.environ.get(CALLER)
     if found is None:
-        try:
-            with runtime().db.begin(write=False) as session:
-                found = apikeys.authenticate(session, bearer_token())
-        except SuppressError as exc:
-            found = exc
+        rt = runtime()
+        token = bearer_token()
+        token_hash = apikeys.hash_token(token) if token else ""
+        moment = time.monotonic()
+        found = rt.keys.get(token_hash, moment) if token else None
+        if found is None:
+            try:
+                with rt.db.read() as conn:
+                    found = apikeys.authenticate(conn, token)
+                rt.keys.put(token_hash, found, moment)
+            except SuppressError as exc:
+                found = exc
         request.environ[CALLER] = found
     if isinstance(found, SuppressError):
         raise found
@@ -121,6 +129,8 @@ def authorize(role: Role) -> Principal:
         try:
             with rt.db.begin() as session:
                 apikeys.touch(session, principal)
+            principal = dataclasses.replace(principal, last_used_at=now)
+            rt.keys.touched(apikeys.hash_token(bearer_token() or ""), principal)
         except SuppressError as exc:  # bookkeeping only: never fail a check over it
             log.warning("could not record API key use: %s", exc.message)
     g.principal = principal
@@ -405,8 +415,8 @@ def openapi() -> Any:
 def check(body: c.CheckRequest) -> Any:
     rt = runtime()
     target = addresses.address_target(rt.ring, body.email)
-    with rt.db.begin(write=False) as session:
-        verdict = suppressions.check(session, target, body.list_name, now=clock.utcnow())
+    with rt.db.read() as conn:
+        verdict = suppressions.check(conn, target, body.list_name, now=clock.utcnow())
     metrics.verdict(verdict.allowed)
     peppers.rekey_found(rt.db.begin, rt.ring, verdict.stale, actor=g.principal.actor)
     return jsonify(verdict_json(body.email, body.list_name, verdict))

@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from . import audit, clock
@@ -96,7 +96,47 @@ def revoke(session: Session, key_id: int, *, actor: str) -> ApiKey:
     return key
 
 
-def authenticate(session: Session, token: str | None) -> Principal:
+# How long a process trusts a key it verified: a revocation takes effect within this time.
+CACHE_SECONDS = 1.0
+CACHE_SIZE = 1024
+
+
+class KeyCache:
+    """Keys this process verified in the last CACHE_SECONDS, by token hash.
+
+    Only keys that authenticated are kept: a new key works at once, and a made-up token
+    costs its database lookup every time, as before. A revoked key is refused within
+    CACHE_SECONDS on every instance.
+    """
+
+    def __init__(self, seconds: float = CACHE_SECONDS, size: int = CACHE_SIZE):
+        self.seconds = seconds
+        self.size = size
+        self._keys: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token_hash: str, now: float) -> Principal | None:
+        found = self._keys.get(token_hash)
+        if found is None:
+            return None
+        until, principal = found
+        if now >= until:
+            del self._keys[token_hash]
+            return None
+        return principal
+
+    def put(self, token_hash: str, principal: Principal, now: float) -> None:
+        if len(self._keys) >= self.size:
+            self._keys.clear()  # rare: more live keys than this; start over
+        self._keys[token_hash] = (now + self.seconds, principal)
+
+    def touched(self, token_hash: str, principal: Principal) -> None:
+        """Keep the cached key's last use current, so one touch a minute stays one."""
+        found = self._keys.get(token_hash)
+        if found is not None:
+            self._keys[token_hash] = (found[0], principal)
+
+
+def authenticate(session: Session | Connection, token: str | None) -> Principal:
     """The Principal for a bearer token, or Unauthorized.
 
     The lookup is by the token's SHA-256, so timing reveals nothing about the token; the
@@ -106,9 +146,9 @@ def authenticate(session: Session, token: str | None) -> Principal:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     wanted = hash_token(token)
     # Columns, not an entity: this runs on every request, and nothing here is modified.
+    connection = session.connection() if isinstance(session, Session) else session
     key = (
-        session.connection()
-        .execute(
+        connection.execute(
             select(
                 ApiKey.id,
                 ApiKey.name,

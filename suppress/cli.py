@@ -328,7 +328,7 @@ def add(
     """Suppress an address or domain on a list (idempotent)."""
     target = _target(email, domain)
     list_name = suppressions.validate_list(list_name)
-    source = suppressions.validate_text("source", source)
+    source = suppressions.validate_source(source)
     with runtime().db.begin() as session:
         row, created = suppressions.add(
             session,
@@ -524,7 +524,7 @@ def import_command(
 ) -> None:
     """Suppress every address of FILE on a list (idempotent; never removes anything)."""
     list_name = suppressions.validate_list(list_name)
-    source = suppressions.validate_text("source", source)
+    source = suppressions.validate_source(source)
     with _progress(file, "importing") as bar:
         totals = bulk.import_lines(
             runtime().db.begin,

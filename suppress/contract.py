@@ -72,6 +72,16 @@ def _free_text(name: str) -> Callable[[str], str]:
     return check
 
 
+def _sender_source(value: str) -> str:
+    return suppressions.validate_source(value)
+
+
+# A source a sender gives: free text, but never one kept for readers' own opt-outs.
+SenderSource = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=suppressions.MAX_TEXT),
+    AfterValidator(_sender_source),
+]
 ListName = Annotated[
     StrictStr,
     StringConstraints(pattern=LIST_PATTERN),
@@ -145,7 +155,7 @@ class Target(Model):
 class AddRequest(Target):
     coded: ClassVar[tuple[str, ...]] = ("list", "reason")
     reason: Reason
-    source: FreeText("source") = "api"  # type: ignore[valid-type]
+    source: SenderSource = "api"
     expires_at: StrictStr | SkipJsonSchema[None] = Field(
         default=None,
         json_schema_extra={"format": "date-time"},
@@ -258,7 +268,7 @@ class ImportQuery(Model):
     coded: ClassVar[tuple[str, ...]] = ("list", "reason")
     list_name: ListName = Field(alias="list")
     reason: Reason
-    source: FreeText("source") = "import"  # type: ignore[valid-type]
+    source: SenderSource = "import"
 
 
 class ExportQuery(Model):
@@ -313,8 +323,14 @@ class UnsubscribeForm(Model):
         alias="List-Unsubscribe",
         description="RFC 8058 one-click: the token's list (whitespace around it allowed).",
     )
-    scope: Literal["list", "global"] | SkipJsonSchema[None] = Field(
-        default=None, description="The landing form: this list, or all direct marketing."
+    scope: Literal["list", "global", "lists", "resubscribe"] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The landing form: this list, all direct marketing, the declared "
+        "`lists` given (leave them), or `resubscribe` to the declared `lists` given.",
+    )
+    lists: list[ListName] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Declared list names (repeat the field), with scope lists or resubscribe.",
     )
 
 

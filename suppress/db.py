@@ -17,7 +17,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, LargeBinary, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, LargeBinary, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -246,10 +246,24 @@ class Database:
             with factory() as session, session.begin():
                 yield session
         except (DBAPIError, SQLAlchemyError, driver_error) as exc:
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                self.engine.dispose()
-            cause = exc.orig if isinstance(exc, DBAPIError) else exc
-            raise Unavailable(f"database unavailable: {type(cause).__name__}") from exc
+            raise self._unavailable(exc) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in one read transaction, without a Session: the gate's hot path
+        (a single check) reads through it. Failures are Unavailable, as with begin()."""
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except (DBAPIError, SQLAlchemyError, driver_error) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            self.engine.dispose()
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        return Unavailable(f"database unavailable: {type(cause).__name__}")
 
     def dispose(self) -> None:
         """Close pooled connections (after fork, at shutdown, in tests)."""

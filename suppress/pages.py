@@ -16,12 +16,12 @@ from flask_babel import Babel, get_locale
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from . import clock, suppressions
+from . import clock, preferences, suppressions
 from .contract import Answer, Operation, PageQuery, UnsubscribeForm, operation
 from .errors import InvalidToken, SecretsMismatch, SuppressError, Unavailable
 from .models import GLOBAL_LIST, Reason
 from .runtime import Runtime
-from .settings import PagesSettings, page_languages
+from .settings import SOURCE_LANGUAGE, PagesSettings, page_languages
 from .tokens import Claim
 
 bp = Blueprint("pages", __name__, url_prefix="/u")
@@ -121,10 +121,10 @@ def is_one_click(form: Any) -> bool:
 
 def choice(form: Any, claim: Claim) -> tuple[str, Reason, str] | None:
     """(list, reason, source) from a one-click or landing-form body; None if it chose nothing."""
-    if form.get("scope") not in (None, "list", "global"):
-        return None  # a choice we do not offer is no choice
-    if is_one_click(form):  # RFC 8058 §3.1: the token's list
+    if is_one_click(form):  # RFC 8058 §3.1: the token's list, whatever else was posted
         scope, source = "list", "one_click"
+    elif form.get("scope") not in (None, "list", "global"):
+        return None  # a choice we do not offer is no choice
     elif form.get("scope") in ("list", "global"):
         scope, source = form["scope"], "landing_page"
     else:
@@ -174,15 +174,15 @@ PAGE: dict[str, Any] = {"text/html": {}}
     )
 )
 def landing(token: str) -> Any:
-    # GET (and HEAD) only ever renders: mail scanners fetch every link they see.
-    claim = verified(_runtime(), token)
-    return page("landing.html", list=claim.list, missing=False)
+    # GET (and HEAD) only ever reads: mail scanners fetch every link they see.
+    rt = _runtime()
+    return landing_page(rt, verified(rt, token))
 
 
 @bp.post("/<token>")
 @operation(
     Operation(
-        "Unsubscribe: RFC 8058 one-click, or the landing page's form; idempotent",
+        "Unsubscribe (RFC 8058 one-click or the page's form), leave or rejoin declared lists",
         {200: Answer("Confirmation page; committed before it is sent", media=PAGE)},
         query=PageQuery,
         form=UnsubscribeForm,
@@ -190,21 +190,26 @@ def landing(token: str) -> Any:
         html=True,
         description="RFC 8058 one-click (`List-Unsubscribe=One-Click`, surrounding "
         "whitespace such as a final CRLF allowed) or the form's `scope`, url-encoded or "
-        "multipart/form-data as mail clients send it. 400: a bad token or no choice made; "
-        "nothing recorded.",
+        "multipart/form-data as mail clients send it: `list` (the link's list), `global` "
+        "(all direct marketing), `lists` with one or more `lists` fields (leave those "
+        "declared lists), `resubscribe` with `lists` fields (come back to declared lists "
+        "this reader left through their own links). 400: a bad token, no choice made, or a "
+        "list that is not declared; nothing recorded.",
     )
 )
 def unsubscribe(token: str) -> Any:
     rt = _runtime()
     claim = verified(rt, token)
+    if request.form.get("scope") in ("lists", "resubscribe") and not is_one_click(request.form):
+        return preference_change(rt, claim, token, request.form["scope"])
     chosen = choice(request.form, claim)
     if chosen is None:
-        return page("landing.html", 400, list=claim.list, missing=True)
+        return landing_page(rt, claim, 400, problem="missing")
     list_name, reason, source = chosen
     rt.secrets_still_agree(time.monotonic())
     # Committed before the page is sent: the very next check sees the opt-out.
     with rt.db.begin() as session:
-        suppressions.add_by_digest(
+        _row, created = suppressions.add_by_digest(
             session,
             claim.digest,
             list_name,
@@ -214,7 +219,109 @@ def unsubscribe(token: str) -> Any:
             now=clock.utcnow(),
             minted_by=claim.minted_by,
         )
-    return page("done.html", list=claim.list, scope=list_name)
+    return done_page(rt, claim, {"left" if created else "already": [list_name]})
+
+
+def preference_change(rt: Runtime, claim: Claim, token: str, scope: str) -> Any:
+    """scope=lists (leave declared lists) or scope=resubscribe (come back to them)."""
+    settings = rt.config.settings
+    names = list(dict.fromkeys(request.form.getlist("lists")))
+    if not names:
+        return landing_page(rt, claim, 400, problem="no_lists")
+    if any(settings.declared(name) is None for name in names):
+        return landing_page(rt, claim, 400, problem="unknown_list")
+    rt.secrets_still_agree(time.monotonic())
+    now = clock.utcnow()
+    changes: dict[str, list[str]] = {}
+    with rt.db.begin() as session:
+        if scope == "lists":
+            changes = {"left": [], "already": []}
+            for name in names:
+                _row, created = suppressions.add_by_digest(
+                    session,
+                    claim.digest,
+                    name,
+                    Reason.unsubscribe,
+                    source="landing_page",
+                    actor=ACTOR,
+                    now=now,
+                    minted_by=claim.minted_by,
+                )
+                changes["left" if created else "already"].append(name)
+        else:
+            lifted, kept = preferences.come_back(
+                session, claim.digest, names, actor=ACTOR, evidence=evidence(claim, token), now=now
+            )
+            changes = {
+                "rejoined": lifted,
+                "kept": kept,
+                "not_off": [n for n in names if n not in lifted and n not in kept],
+            }
+    return done_page(rt, claim, changes)
+
+
+def evidence(claim: Claim, token: str) -> str:
+    """What shows a removal was the reader's own request: their signed link, by its SHA-256
+    (the link itself is a capability and is not kept), its list and the key that minted it."""
+    fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
+    minted = claim.minted_by if claim.minted_by is not None else "unknown"
+    return (
+        f"signed unsubscribe link sha256:{fingerprint} for list {claim.list}, "
+        f"minted by API key {minted}"
+    )
+
+
+def _title(rt: Runtime, name: str) -> str:
+    """A list as the reader reads it: its title in the page's language, else its name."""
+    declared = rt.config.settings.declared(name)
+    if declared is None:
+        return name
+    return declared.title.get(str(get_locale())) or declared.title.get(SOURCE_LANGUAGE) or name
+
+
+def landing_page(rt: Runtime, claim: Claim, status: int = 200, problem: str = "") -> Any:
+    """The landing page: the link's list, all direct marketing, and every declared list."""
+    settings = rt.config.settings
+    lang = str(get_locale())
+    names = [entry.name for entry in settings.lists]
+    extra = [claim.list] if claim.list not in names and claim.list != GLOBAL_LIST else []
+    with rt.db.begin(write=False) as session:
+        state = preferences.standings(session, claim.digest, names + extra, now=clock.utcnow())
+    declared: list[dict[str, Any]] = [
+        {
+            "name": entry.name,
+            "title": entry.title.get(lang) or entry.name,
+            "description": entry.description.get(lang, ""),
+            "standing": state.lists[entry.name],
+        }
+        for entry in settings.lists
+    ]
+    return page(
+        "landing.html",
+        status,
+        list=claim.list,
+        list_title=_title(rt, claim.list),
+        list_off=claim.list != GLOBAL_LIST and state.lists[claim.list].off,
+        everything_off=state.everything_off,
+        organisation=settings.organisation,
+        receiving=[d for d in declared if not d["standing"].off],
+        left=[d for d in declared if d["standing"].off],
+        problem=problem,
+    )
+
+
+def done_page(rt: Runtime, claim: Claim, changes: dict[str, list[str]]) -> Any:
+    """What changed, in the reader's language, and how to change it again."""
+    titled = {key: [_title(rt, name) for name in names] for key, names in changes.items()}
+    with rt.db.begin(write=False) as session:
+        state = preferences.standings(session, claim.digest, [], now=clock.utcnow())
+    return page(
+        "done.html",
+        changes=titled,
+        everything_off=state.everything_off,
+        organisation=rt.config.settings.organisation,
+        again=request.path,
+    )
 
 
 # --- failures and headers ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -21,8 +21,7 @@ Begin = Callable[..., AbstractContextManager[Session]]
 
 # Distinct key ids by walking the key_id index (a "loose index scan"): a handful of index
 # probes instead of reading every row, so readiness can ask on every probe.
-_KEY_IDS = text(
-    """
+_KEY_IDS_SQL = """
     WITH RECURSIVE k(id) AS (
         SELECT min(key_id) FROM suppression
         UNION ALL
@@ -30,8 +29,7 @@ _KEY_IDS = text(
         WHERE k.id IS NOT NULL
     )
     SELECT id FROM k WHERE id IS NOT NULL
-    """
-)
+"""
 
 
 @dataclass(frozen=True)
@@ -51,9 +49,10 @@ class KeyStatus:
         return self.rows > 0 and not self.configured
 
 
-def key_ids_in_use(session: Session) -> list[str]:
+def key_ids_in_use(session: Session | Connection) -> list[str]:
     """Every key id that keys at least one suppression row."""
-    return [str(k) for k in session.scalars(_KEY_IDS)]
+    connection = session.connection() if isinstance(session, Session) else session
+    return [str(k) for k in connection.exec_driver_sql(_KEY_IDS_SQL).scalars()]
 
 
 def unconfigured(session: Session, ring: KeyRing) -> list[str]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from . import config as config_module
 from .addresses import KeyRing
+from .apikeys import KeyCache
 from .config import Config
 from .db import Database
 from .errors import ConfigError, SecretsMismatch, Unavailable
@@ -26,6 +27,8 @@ class Runtime:
     db: Database
     ring: KeyRing
     signer: TokenSigner
+    # API keys this process verified within the last second (suppress.apikeys.KeyCache).
+    keys: KeyCache = field(default_factory=KeyCache)
     _secrets_checked_at: float = float("-inf")
     _secrets_conflict: SecretsMismatch | None = None
 

@@ -252,7 +252,7 @@ class AuditSettings(Section):
     list: ListName
 
 
-def _unique_names(entries: Sequence[SourceSettings | AuditSettings]) -> None:
+def _unique_names(entries: Sequence[SourceSettings | AuditSettings | ListSettings]) -> None:
     seen: set[str] = set()
     for number, entry in enumerate(entries):
         if entry.name in seen:
@@ -277,6 +277,61 @@ class ReconcileSettings(Section):
 TOPIC_ARN = re.compile(
     r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 )
+
+
+class OrganisationSettings(Section):
+    """[organisation]: who sends the mail, named on the unsubscribe page (DESIGN §10)."""
+
+    name: str = ""
+    privacy_url: str = ""
+
+    @field_validator("privacy_url")
+    @classmethod
+    def _is_web_address(cls, value: str) -> str:
+        if value:
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                parts = None
+            if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+                raise _problem(f"must be an https:// address{_not(value)}")
+        return value
+
+
+def _texts(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    """A text per page language: every language the pages speak, and no other."""
+    have = set(page_languages())
+    unknown = sorted(set(value) - have)
+    if unknown:
+        raise _problem(
+            f"has no page language {', '.join(unknown)}; have: {', '.join(sorted(have))}"
+        )
+    missing = sorted(code for code in have if not value.get(code, "").strip())
+    if missing and (info.field_name == "title" or value):
+        raise _problem(f"needs a text in {', '.join(missing)} (every page language)")
+    return value
+
+
+class ListSettings(Section):
+    """One `[[lists]]` table: a declared list, offered on the unsubscribe page."""
+
+    name: ListName
+    title: dict[str, str]
+    description: dict[str, str] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _not_global(cls, value: str) -> str:
+        from .models import GLOBAL_LIST
+
+        if value == GLOBAL_LIST:
+            raise _problem("'global' means all direct marketing and is no list to declare")
+        return value
+
+    @field_validator("title", "description")
+    @classmethod
+    def _in_every_language(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _texts(value, info)
 
 
 class HookSettings(Section):
@@ -511,8 +566,20 @@ class Settings(Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     compliance: ComplianceSettings = ComplianceSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    organisation: OrganisationSettings = OrganisationSettings()
+    lists: list[ListSettings] = []
     base_url: str = "http://127.0.0.1:8000"
     instance_dir: str = "instance"
+
+    @field_validator("lists")
+    @classmethod
+    def _unique_lists(cls, value: Any) -> Any:
+        _unique_names(value)
+        return value
+
+    def declared(self, name: str) -> ListSettings | None:
+        """The declared list of that name, if any."""
+        return next((entry for entry in self.lists if entry.name == name), None)
 
     @field_validator("base_url")
     @classmethod
@@ -549,6 +616,7 @@ class Settings(Section):
 
 Location = tuple[str | int, ...]
 ENTRY_LISTS = {("reconcile", "sources"), ("reconcile", "audits")}
+TOP_LISTS = {"lists"}
 
 
 def shown(value: Any, instead: str = "") -> str:
@@ -582,6 +650,10 @@ def where(loc: Location, *, table: bool = False) -> str:
     if len(parts) >= 3 and tuple(parts[:2]) in ENTRY_LISTS and isinstance(parts[2], int):
         head = f"[[{parts[0]}.{parts[1]}]] #{parts[2] + 1}"
         rest = ".".join(str(p) for p in parts[3:])
+        return f"{head} {rest}" if rest else head
+    if len(parts) >= 2 and parts[0] in TOP_LISTS and isinstance(parts[1], int):
+        head = f"[[{parts[0]}]] #{parts[1] + 1}"
+        rest = ".".join(str(p) for p in parts[2:])
         return f"{head} {rest}" if rest else head
     if len(parts) == 1:
         return f"[{parts[0]}]" if table or _section(str(parts[0])) else str(parts[0])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from . import audit, peppers
@@ -62,6 +62,22 @@ def validate_text(name: str, value: Any, *, required: bool = True) -> str:
         # The audit trail never holds a plaintext address: refer to evidence, don't paste it.
         raise InvalidRequest(f"{name} must not contain an email address; give a reference instead")
     return value
+
+
+# Sources only the service itself writes: a reader's own opt-outs through their links. A
+# reader may lift exactly those again (suppress.preferences), so no sender may claim them.
+READER_SOURCES = frozenset({"one_click", "landing_page"})
+
+
+def validate_source(value: Any) -> str:
+    """A source a sender may give (API, import, CLI): free text, but not a reader's own."""
+    source = validate_text("source", value)
+    if source.lower() in READER_SOURCES:
+        raise Unprocessable(
+            f"source {source!r} is kept for opt-outs made by readers through their own links",
+            code=ErrorCode.invalid_request,
+        )
+    return source
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,7 @@ class Found(NamedTuple):
 
 
 def _rows_by_digest(
-    session: Session, digests: Iterable[bytes], where: str, *params: Any
+    session: Session | Connection, digests: Iterable[bytes], where: str, *params: Any
 ) -> dict[bytes, list[Found]]:
     """Suppression rows whose digest is among the given ones (and `where`), a chunk a query.
 
@@ -126,7 +142,7 @@ def _rows_by_digest(
     through SQLAlchemy would cost more than running it. `where` uses "?" for parameters.
     """
     wanted = list(set(digests))
-    connection = session.connection()
+    connection = session.connection() if isinstance(session, Session) else session
     postgres = connection.dialect.name == "postgresql"
     columns = "id, digest, key_id, kind, list, reason, created_at, expires_at"
     if postgres:
@@ -174,7 +190,7 @@ def _rows_by_digest(
     return found
 
 
-def require_peppers(session: Session, key_ids: set[str]) -> None:
+def require_peppers(session: Session | Connection, key_ids: set[str]) -> None:
     """Raise PepperMissing if a suppression row is keyed with a pepper outside key_ids.
 
     Asked in the same read as the verdict, so a row another instance writes under a pepper
@@ -186,7 +202,7 @@ def require_peppers(session: Session, key_ids: set[str]) -> None:
 
 
 def check_many(
-    session: Session, targets: Sequence[Target], list_name: str, *, now: datetime
+    session: Session | Connection, targets: Sequence[Target], list_name: str, *, now: datetime
 ) -> list[Verdict]:
     """check() for a batch of address targets in a few round trips; verdicts in input order.
 
@@ -237,7 +253,9 @@ def check_many(
     return verdicts
 
 
-def check(session: Session, target: Target, list_name: str, *, now: datetime) -> Verdict:
+def check(
+    session: Session | Connection, target: Target, list_name: str, *, now: datetime
+) -> Verdict:
     """Whether an address may receive marketing on a list, with the reasons if not."""
     return check_many(session, [target], list_name, now=now)[0]
 
@@ -547,7 +565,7 @@ def record_links(
     )
 
 
-def _record_row(
+def record_row(
     session: Session,
     action: str,
     row: Suppression,
@@ -594,7 +612,7 @@ def remove(
     if not rows:
         raise NotFound(f"no {target.kind} suppression on list {list_name!r} matches")
     for row in rows:
-        _record_row(
+        record_row(
             session,
             "remove",
             row,
@@ -648,7 +666,7 @@ def expire(session: Session, *, now: datetime, actor: str = "job:expire") -> Exp
     ).all()
     reasons: Counter[str] = Counter()
     for row in rows:
-        _record_row(
+        record_row(
             session,
             "expire",
             row,

@@ -282,8 +282,11 @@ class LiveServer:
         self.cwd = outside_tree(tmp_path)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
+        # The caller's environment, without a configuration file of its own (extra_env may
+        # name one).
+        inherited = {k: v for k, v in os.environ.items() if k != "SUPPRESS_CONFIG"}
         self.env = {
-            **os.environ,
+            **inherited,
             "SUPPRESS_DATABASE_URL": db_url,
             "SUPPRESS_PEPPERS": peppers,
             "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET,
@@ -291,7 +294,6 @@ class LiveServer:
             "SUPPRESS_INSTANCE_DIR": str(tmp_path / "instance"),
             **(extra_env or {}),
         }
-        self.env.pop("SUPPRESS_CONFIG", None)
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         subprocess.run(

@@ -149,3 +149,123 @@ def test_recipient_unsubscribes_from_everything_in_a_real_browser(
     ).json()
     assert verdict["allowed"] is False
     assert [(s["scope"], s["reason"]) for s in verdict["suppressions"]] == [("global", "objection")]
+
+
+PREFERENCES_TOML = """
+[organisation]
+name = "Exempel Juridik AB"
+privacy_url = "https://example.se/integritet"
+
+[[lists]]
+name = "labour-law"
+title = { sv = "Arbetsrätt", en = "Labour law" }
+description.sv = "Nyheter och analyser om arbetsrätt."
+description.en = "News and analysis on labour law."
+
+[[lists]]
+name = "tax"
+title = { sv = "Skatt", en = "Tax" }
+description.sv = "Beskattning av företag och anställda."
+description.en = "Taxation of companies and employees."
+
+[[lists]]
+name = "procurement"
+title = { sv = "Offentlig upphandling", en = "Public procurement" }
+"""
+
+
+@pytest.fixture
+def preference_server(empty_db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    config = tmp_path / "suppress.toml"
+    config.write_text(PREFERENCES_TOML, "utf-8")
+    server = LiveServer(empty_db_url, tmp_path, extra_env={"SUPPRESS_CONFIG": str(config)})
+    yield server
+    server.stop()
+
+
+@pytest.mark.db_agnostic
+@pytest.mark.e2e
+def test_a_reader_leaves_two_subject_areas_and_rejoins_one_in_a_real_browser(
+    browser: Any, preference_server: LiveServer, tmp_path: Path
+) -> None:
+    server = preference_server
+    created = server.cli("keys", "create", "--name", "browser", "--role", "mailer")
+    key = {"Authorization": "Bearer " + created.stdout.strip().splitlines()[-1]}
+    url = requests.post(
+        server.url + "/v1/unsubscribe-links",
+        json={"list": "labour-law", "emails": [EMAIL]},
+        headers=key,
+        timeout=10,
+    ).json()["links"][0]["url"]
+    shots = screenshot_dir(tmp_path)
+    context = browser.new_context(
+        locale="en-GB",
+        java_script_enabled=False,
+        viewport={"width": 760, "height": 720},
+        device_scale_factor=1,
+    )
+    page = context.new_page()
+    requested: list[str] = []
+    console: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("console", lambda m: console.append(m.text))
+
+    assert page.goto(url) is not None
+    main = page.inner_text("main")
+    assert "These mailings come from Exempel Juridik AB." in main
+    assert "Only the list “Labour law”" in main and "labour-law" not in main
+    assert (
+        page.get_by_role("link", name="How we handle personal data").get_attribute("href")
+        == "https://example.se/integritet"
+    )
+    page.screenshot(path=str(shots / "preferences-en.png"), full_page=True)
+
+    # Keyboard: from the one-list form's button on to the first subject area's checkbox.
+    page.get_by_role("button", name="Unsubscribe").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "leave-labour-law"
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    for selector in ("h2", "legend", ".hint", ".sender", ".sender a"):
+        assert contrast(page, selector, "rgb(255, 255, 255)") >= 4.5, selector
+
+    page.get_by_role("checkbox", name=re.compile("^Tax")).check()
+    page.get_by_role("checkbox", name=re.compile("^Public procurement")).check()
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Leave the ticked lists").click()
+    assert navigation.value is not None and navigation.value.status == 200
+    done = page.inner_text("main")
+    assert "You will no longer receive mailings from the list “Tax”." in done
+    assert "You will no longer receive mailings from the list “Public procurement”." in done
+    assert "Labour law" not in done
+
+    # The same link again, in Swedish: the two areas are now among those left.
+    page.get_by_role("link", name="Change your choice").click()
+    page.wait_for_load_state()
+    page.get_by_role("link", name="Svenska").click()
+    page.wait_for_load_state()
+    assert page.get_attribute("html", "lang") == "sv"
+    assert "Listor du har lämnat" in page.inner_text("main")
+    page.screenshot(path=str(shots / "preferences-left-sv.png"), full_page=True)
+    page.get_by_role("checkbox", name=re.compile("^Skatt")).check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Få de markerade listorna igen").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Ditt val är sparat"
+    assert "Du får utskick från listan ”Skatt” igen." in page.inner_text("main")
+    page.screenshot(path=str(shots / "preferences-done-sv.png"), full_page=True)
+
+    assert context.cookies() == []
+    assert all(r.startswith(server.url + "/") for r in requested), requested
+    assert not [m for m in console if "Content Security Policy" in m], console
+    context.close()
+
+    def allowed(list_name: str) -> bool:
+        return bool(
+            requests.post(
+                server.url + "/v1/check",
+                json={"email": EMAIL, "list": list_name},
+                headers=key,
+                timeout=10,
+            ).json()["allowed"]
+        )
+
+    assert allowed("tax") and allowed("labour-law") and not allowed("procurement")

@@ -75,3 +75,15 @@ def test_a_schema_from_a_newer_release_is_one_line_in_every_command(tmp_path: Pa
     for args in (("db", "upgrade"), ("jobs", "run", "expire"), ("scheduler",)):
         line = one_line(run(tmp_path, *args, **secrets))
         assert "schema at 0099, which this version does not know" in line, args
+
+
+def test_the_cli_refuses_a_readers_own_source(tmp_path: Path) -> None:
+    env = {
+        "SUPPRESS_PEPPERS": TEST_PEPPER,
+        "SUPPRESS_TOKEN_SECRETS": TOKEN_SECRET,
+        "SUPPRESS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+    }
+    assert run(tmp_path, "db", "upgrade", **env).returncode == 0
+    add = ("add", "someone@example.com", "--list", "tax", "--reason", "unsubscribe")
+    line = one_line(run(tmp_path, *add, "--source", "landing_page", **env))
+    assert "kept for opt-outs made by readers through their own links" in line

@@ -76,8 +76,9 @@ def test_the_unsubscribe_form_is_documented_for_both_encodings(client: FlaskClie
     content = doc["paths"]["/u/{token}"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/x-www-form-urlencoded", "multipart/form-data"}
     form = doc["components"]["schemas"]["UnsubscribeForm"]["properties"]
-    assert set(form) == {"List-Unsubscribe", "scope"}
-    assert form["scope"]["enum"] == ["list", "global"]
+    assert set(form) == {"List-Unsubscribe", "scope", "lists"}
+    assert form["scope"]["enum"] == ["list", "global", "lists", "resubscribe"]
+    assert form["lists"]["type"] == "array"
 
 
 @pytest.mark.db_agnostic
