@@ -312,7 +312,10 @@ def landing_page(rt: Runtime, claim: Claim, status: int = 200, problem: str = ""
 
 def done_page(rt: Runtime, claim: Claim, changes: dict[str, list[str]]) -> Any:
     """What changed, in the reader's language, and how to change it again."""
-    titled = {key: [_title(rt, name) for name in names] for key, names in changes.items()}
+    titled = {
+        key: [{"name": name, "title": _title(rt, name)} for name in names]
+        for key, names in changes.items()
+    }
     with rt.db.begin(write=False) as session:
         state = preferences.standings(session, claim.digest, [], now=clock.utcnow())
     return page(

@@ -293,7 +293,7 @@ class OrganisationSettings(Section):
                 parts = urlsplit(value)
             except ValueError:
                 parts = None
-            if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+            if parts is None or parts.scheme != "https" or not parts.hostname:
                 raise _problem(f"must be an https:// address{_not(value)}")
         return value
 

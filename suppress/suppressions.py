@@ -80,6 +80,22 @@ def validate_source(value: Any) -> str:
     return source
 
 
+def claimed_source(current: str, new: str) -> str:
+    """The source a row keeps when `new` records the same opt-out again (nothing stronger).
+
+    A reader may lift only what they alone made through their links (READER_SOURCES): a
+    sender recording an opt-out a reader already made takes the row over, so that it is the
+    sender's too. Anything else leaves the row's source as it was.
+    """
+    return new if current in READER_SOURCES and new not in READER_SOURCES else current
+
+
+def stronger_source(current: str, new: str) -> str:
+    """The source a live row takes when `new` strengthens it: the new one, except that a
+    reader's opt-out on a row a sender recorded leaves it the sender's."""
+    return current if current not in READER_SOURCES and new in READER_SOURCES else new
+
+
 @dataclass(frozen=True)
 class Hit:
     """One active suppression that applies to a check: the reason for a verdict."""
@@ -131,6 +147,7 @@ class Found(NamedTuple):
     reason: Reason
     created_at: datetime
     expires_at: datetime | None
+    source: str
 
 
 def _rows_by_digest(
@@ -144,7 +161,7 @@ def _rows_by_digest(
     wanted = list(set(digests))
     connection = session.connection() if isinstance(session, Session) else session
     postgres = connection.dialect.name == "postgresql"
-    columns = "id, digest, key_id, kind, list, reason, created_at, expires_at"
+    columns = "id, digest, key_id, kind, list, reason, created_at, expires_at, source"
     if postgres:
         where = where.replace("?", "%s")
         params = tuple(p for p in params)
@@ -185,6 +202,7 @@ def _rows_by_digest(
                 Reason(row[5]),
                 created,
                 expires,
+                row[8],
             )
             found.setdefault(item.digest, []).append(item)
     return found
@@ -311,6 +329,7 @@ def import_batch(
             r.expires_at is not None
             or r.key_id != active.key_id
             or strength(reason, None) > strength(Reason(r.reason), None)
+            or claimed_source(r.source, source) != r.source
             for r in rows
         ):
             slow.append(target)
@@ -367,11 +386,15 @@ def _terms(row: Suppression) -> dict[str, Any]:
 
 def _absorb(keeper: Suppression, other: Suppression) -> dict[str, Any] | None:
     """Give keeper other's terms when they are stronger; the change for the audit, if any."""
-    if strength(other.reason, other.expires_at) <= strength(keeper.reason, keeper.expires_at):
-        return None
     before = _terms(keeper)
-    keeper.reason, keeper.source = other.reason, other.source
-    keeper.expires_at, keeper.created_at = other.expires_at, other.created_at
+    if strength(other.reason, other.expires_at) > strength(keeper.reason, keeper.expires_at):
+        keeper.reason, keeper.source = other.reason, stronger_source(keeper.source, other.source)
+        keeper.expires_at, keeper.created_at = other.expires_at, other.created_at
+    else:
+        # The weaker row's sender still recorded it: a reader alone may not lift the merge.
+        keeper.source = claimed_source(keeper.source, other.source)
+        if keeper.source == before["source"]:
+            return None
     return {"previous": before, "now": _terms(keeper)}
 
 
@@ -497,7 +520,9 @@ def add(
     # is renewed whatever it held: it no longer suppresses anyone.
     if expired or strength(reason, expires_at) > strength(row.reason, row.expires_at):
         previous = _terms(row)
-        row.reason, row.source, row.expires_at = reason, source, expires_at
+        # A lapsed row is replaced whole; a live one keeps its sender's claim (claimed_source).
+        kept_source = source if expired else stronger_source(row.source, source)
+        row.reason, row.source, row.expires_at = reason, kept_source, expires_at
         if expired:
             row.created_at = now
         session.flush()
@@ -516,6 +541,19 @@ def add(
             detail={"previous": previous, **(detail or {})},
         )
         return row, expired
+    claimed = claimed_source(row.source, source)
+    if claimed != row.source:  # a sender records what a reader had made: it is theirs too
+        previous = _terms(row)
+        row.source = claimed
+        session.flush()
+        audit.record(
+            session,
+            "claim",
+            actor=actor,
+            digest=row.digest,
+            **{**fields, "reason": row.reason.value},
+            detail={"previous": previous, **(detail or {})},
+        )
     return row, False
 
 

@@ -250,7 +250,7 @@ def test_a_reader_leaves_two_subject_areas_and_rejoins_one_in_a_real_browser(
     with page.expect_navigation():
         page.get_by_role("button", name="Få de markerade listorna igen").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Ditt val är sparat"
-    assert "Du får utskick från listan ”Skatt” igen." in page.inner_text("main")
+    assert "Din avregistrering från listan ”Skatt” är hävd" in page.inner_text("main")
     page.screenshot(path=str(shots / "preferences-done-sv.png"), full_page=True)
 
     assert context.cookies() == []

@@ -114,9 +114,11 @@ def test_rekeying_an_old_link_beside_a_bounce_keeps_the_opt_out(
         merged = rekey.detail["merged"]
         assert merged["kept"]["reason"] == "soft_bounce"
         assert merged["rekeyed"]["reason"] == "unsubscribe"
+        # The opt-out's terms, but the bounce's sender keeps its claim: the recipient alone
+        # cannot lift the merged row from the page.
         assert merged["result"] == {
             "reason": "unsubscribe",
-            "source": "one_click",
+            "source": "api",
             "expires_at": None,
         }
     clock.now += timedelta(days=10)

@@ -144,7 +144,9 @@ def test_a_reader_comes_back_to_a_list_they_left_through_any_of_their_links(
         client, link(rt, list_name="labour-law"), {"scope": "resubscribe", "lists": ["tax"]}
     )
     assert answer.status_code == 200
-    assert "You will receive mailings from the list “Tax” again." in text(answer)
+    assert "Your opt-out from the list “Tax” is lifted: its mailings can reach you again." in text(
+        answer
+    )
     assert allowed(client, tokens["mailer"], list_name="tax")
     with rt.db.begin(write=False) as session:
         removal = session.scalars(select(AuditEvent).where(AuditEvent.action == "remove")).one()
@@ -179,7 +181,7 @@ def test_coming_back_never_lifts_what_a_sender_or_a_complaint_recorded(
     assert answer.status_code == 200
     words = text(answer)
     assert "The list “Labour law” was stopped for this address in another way" in words
-    assert "You will receive mailings from the list “Public procurement” again." in words
+    assert "Your opt-out from the list “Public procurement” is lifted" in words
     assert rows(rt) == [r for r in before if r[0] != "procurement"]
     assert not allowed(client, tokens["mailer"], list_name="labour-law")
 
@@ -261,3 +263,131 @@ def test_no_sender_may_claim_a_readers_own_source(
     )
     assert imported.status_code == 422
     assert rows(rt) == []
+
+
+# --- what makes an opt-out the reader's own (found by trying to break it) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "extra"),
+    [("hard_bounce", {}), ("soft_bounce", {"expires_at": "2999-01-01T00:00:00Z"})],
+)
+def test_a_readers_opt_out_on_a_senders_bounce_leaves_the_row_the_senders(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str], reason: str, extra: dict[str, str]
+) -> None:
+    recorder = bearer(tokens["recorder"])
+    added = client.post(
+        "/v1/suppressions",
+        json={"email": EMAIL, "list": "tax", "reason": reason, "source": "webhook:x", **extra},
+        headers=recorder,
+    )
+    assert added.status_code == 201
+    post(client, link(rt, list_name="tax"), {"scope": "list"})  # strengthens the bounce
+    assert rows(rt) == [("tax", "unsubscribe", "webhook:x")]
+    answer = post(client, link(rt), {"scope": "resubscribe", "lists": ["tax"]})
+    assert "stays stopped" in text(answer)
+    assert not allowed(client, tokens["mailer"], list_name="tax")
+
+
+@pytest.mark.parametrize("how", ["api", "import", "webhook"])
+def test_a_sender_recording_a_readers_opt_out_again_takes_it_over(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str], how: str
+) -> None:
+    post(client, link(rt, list_name="tax"), {"scope": "list"})
+    assert rows(rt) == [("tax", "unsubscribe", "landing_page")]
+    recorder = bearer(tokens["recorder"])
+    if how == "api":
+        answer = client.post(
+            "/v1/suppressions",
+            json={"email": EMAIL, "list": "tax", "reason": "complaint", "source": "fbl"},
+            headers=recorder,
+        )
+        assert answer.status_code == 200
+    else:
+        answer = client.post(
+            "/v1/imports?list=tax&reason=complaint&source=" + ("fbl" if how == "import" else "x"),
+            data=EMAIL + "\n",
+            headers={**recorder, "Content-Type": "text/plain"},
+        )
+        assert answer.get_json()["existing"] == 1
+    assert rows(rt)[0][2] != "landing_page"
+    with rt.db.begin(write=False) as session:
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+    assert actions[-1] in ("claim", "strengthen")
+    post(client, link(rt), {"scope": "resubscribe", "lists": ["tax"]})
+    assert not allowed(client, tokens["mailer"], list_name="tax")
+
+
+def test_a_merge_after_a_pepper_rotation_keeps_a_senders_claim(db_url: str, tmp_path: Path) -> None:
+    """Rows of one reader under two peppers merge into the active one; if a sender made
+    either, the reader can no longer lift the result."""
+    from suppress import addresses, clock, create_app, suppressions
+    from suppress.models import Reason
+
+    from .conftest import OLD_PEPPER, TEST_PEPPER
+
+    old = create_app(settings(db_url, tmp_path, peppers=OLD_PEPPER, lists=LISTS))
+    old_rt: Runtime = old.extensions["suppress"]
+    with old_rt.db.begin() as session:  # the sender's complaint, under the old pepper
+        suppressions.add(
+            session,
+            addresses.address_target(old_rt.ring, EMAIL),
+            "tax",
+            Reason.complaint,
+            source="fbl",
+            actor="api:x",
+            now=clock.utcnow(),
+        )
+    old_rt.db.dispose()
+    new = create_app(settings(db_url, tmp_path, peppers=f"{TEST_PEPPER},{OLD_PEPPER}", lists=LISTS))
+    new.config["TESTING"] = True
+    rt: Runtime = new.extensions["suppress"]
+    client = new.test_client()
+    try:
+        # The reader leaves "tax" with a new link (a row under the new pepper), then a check
+        # re-keys and merges the old row into it.
+        post(client, link(rt, list_name="tax"), {"scope": "list"})
+        with rt.db.begin() as session:
+            target = addresses.address_target(rt.ring, EMAIL)
+            verdict = suppressions.check(session, target, "tax", now=clock.utcnow())
+            suppressions.rekey(session, verdict.stale, rt.ring.active_id, actor="test")
+        assert [r[2] for r in rows(rt)] == ["fbl"]
+        post(client, link(rt), {"scope": "resubscribe", "lists": ["tax"]})
+        assert len(rows(rt)) == 1
+    finally:
+        rt.db.dispose()
+
+
+def test_a_readers_own_opt_out_stays_theirs_when_they_leave_again(
+    client: FlaskClient, rt: Runtime, tokens: dict[str, str]
+) -> None:
+    post(client, link(rt, list_name="tax"), {"List-Unsubscribe": "One-Click"})
+    post(client, link(rt), {"scope": "lists", "lists": ["tax"]})
+    assert rows(rt) == [("tax", "unsubscribe", "one_click")]
+    post(client, link(rt), {"scope": "resubscribe", "lists": ["tax"]})
+    assert allowed(client, tokens["mailer"], list_name="tax")
+
+
+def test_the_all_marketing_wording_follows_the_lists_name_not_its_title(
+    db_url: str, tmp_path: Path
+) -> None:
+    from suppress import create_app
+
+    tricky = [{"name": "misc", "title": {"sv": "global", "en": "global"}}]
+    app = create_app(settings(db_url, tmp_path, lists=tricky))
+    app.config["TESTING"] = True
+    rt: Runtime = app.extensions["suppress"]
+    try:
+        answer = post(app.test_client(), link(rt), {"scope": "lists", "lists": ["misc"]})
+        assert "You will no longer receive mailings from the list “global”." in text(answer)
+        assert "any direct marketing" not in text(answer)
+    finally:
+        rt.db.dispose()
+
+
+def test_a_plain_http_privacy_link_is_refused_at_start(db_url: str, tmp_path: Path) -> None:
+    from suppress import create_app
+    from suppress.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="privacy_url: must be an https:// address"):
+        create_app(settings(db_url, tmp_path, organisation={"privacy_url": "http://x.se/p"}))

@@ -306,3 +306,20 @@ def test_limits_can_be_switched_off(db_url: str, tmp_path: Path) -> None:
     client: FlaskClient = app.test_client()
     assert {client.get(page_url(app)).status_code for _ in range(5)} == {200}
     app.extensions["suppress"].db.dispose()
+
+
+def test_per_process_counters_expire_when_next_read_and_sweep_old_windows() -> None:
+    from suppress.ratelimit import ProcessCounters
+
+    counters = ProcessCounters("suppress-memory://")
+    assert counters.incr("k", 60) == 1
+    assert counters.incr("k", 60) == 2
+    assert counters.get("k") == 2
+    counters.expirations["k"] = 0  # the window has passed
+    assert counters.incr("k", 60) == 1
+    for n in range(3):
+        counters.incr(f"old{n}", 60)
+        counters.expirations[f"old{n}"] = 0
+    counters.SWEEP_AT = 4  # the next new window finds five: the passed ones go
+    counters.incr("fresh", 60)
+    assert set(counters.expirations) == {"k", "fresh"}
