@@ -6,14 +6,16 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, clock, rights
 from .addresses import SCHEME, Target
-from .errors import InvalidRequest
+from .errors import InvalidRequest, PepperMissing
 from .models import Suppression
 from .suppressions import describe, require_peppers
 
@@ -37,17 +39,34 @@ _CHUNK = 64 * 1024
 
 
 def lookup(
-    session: Session, target: Target, *, actor: str, reference: str | None = None
+    session: Session,
+    target: Target,
+    *,
+    actor: str,
+    zone: ZoneInfo,
+    reference: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Digests, suppression rows and audit events about an address, for its data subject.
+    """Digests, suppression rows, data-subject requests and audit events about an address,
+    for its data subject.
 
     Domain suppressions that cover the address are included (they decide its verdicts).
     The lookup itself is recorded, with the request's reference (a ticket number), so the
-    trail shows who accessed whose data and when a request was answered.
+    trail shows who accessed whose data and when a request was answered. `zone` is the
+    compliance time zone the requests' deadlines are kept in.
     """
+    now = now or clock.utcnow()
     # An answer that leaves out rows under a pepper we lack would tell a person nothing is
     # kept when something is: refuse instead (503 pepper_missing), as the gate does.
-    require_peppers(session, {d.key_id for d in target.digests})
+    held = {d.key_id for d in target.digests}
+    require_peppers(session, held)
+    missing = [k for k in rights.key_ids(session) if k not in held]
+    if missing:
+        raise PepperMissing(
+            f"data-subject requests exist under pepper(s) {', '.join(missing)} that are not "
+            "configured: a lookup would miss them; put the pepper(s) back in SUPPRESS_PEPPERS"
+        )
+    requests = rights.about(session, target, actor=actor, now=now)
     keyed: list[dict[str, Any]] = [
         {"kind": "address", "key_id": d.key_id, "digest": d.value.hex()} for d in target.digests
     ]
@@ -68,6 +87,7 @@ def lookup(
         "digests": keyed,
         "suppressions": [describe(row) for row in rows],
         "events": [{**audit.describe(e), "key_id": key_of.get(e.digest or b"")} for e in events],
+        "requests": rights.describe_all(requests, rights.today(zone, now)),
     }
     audit.record(
         session,
@@ -75,7 +95,13 @@ def lookup(
         actor=actor,
         digest=target.active.value,
         kind=target.kind,
-        detail={"suppressions": len(rows), "events": len(events), "reference": reference},
+        detail={
+            "suppressions": len(rows),
+            "events": len(events),
+            "requests": len(requests),
+            "reference": reference,
+        },
+        at=now,
     )
     return result
 

@@ -10,8 +10,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import IO, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -28,6 +29,7 @@ from . import (
     jsontext,
     metrics,
     peppers,
+    rights,
     suppressions,
     tokens,
 )
@@ -36,7 +38,7 @@ from .addresses import Target
 from .apikeys import Principal
 from .contract import Answer, Operation
 from .errors import ErrorCode, InvalidRequest, PayloadTooLarge, SuppressError, Unprocessable
-from .models import Role
+from .models import RequestKind, Role
 from .runtime import Runtime
 from .suppressions import Verdict
 
@@ -195,6 +197,13 @@ def parse_time(value: Any, name: str) -> datetime | None:
         raise Unprocessable(
             f"{name} lies outside the years 1 to 9999 in UTC", code=ErrorCode.invalid_request
         ) from None
+
+
+def parse_moment(value: str, name: str) -> datetime:
+    """A required ISO 8601 timestamp (the model requires the field), as naive UTC."""
+    moment = parse_time(value, name)
+    assert moment is not None
+    return moment
 
 
 def verdict_json(email: str, list_name: str, verdict: Verdict) -> dict[str, Any]:
@@ -609,7 +618,11 @@ def lookup(body: c.LookupRequest) -> Any:
     target = addresses.address_target(runtime().ring, body.email)
     with runtime().db.begin() as session:
         found = access.lookup(
-            session, target, actor=g.principal.actor, reference=body.reference or None
+            session,
+            target,
+            actor=g.principal.actor,
+            zone=runtime().config.settings.compliance.zone,
+            reference=body.reference or None,
         )
     return jsonify({"email": body.email, **found})
 
@@ -717,3 +730,178 @@ def list_jobs(query: c.JobsQuery) -> Any:
 def run_job(name: str) -> Any:
     outcome = jobs.run_manual(runtime(), name)
     return jsonify({"run": outcome.run})
+
+
+# --- data-subject requests (DESIGN §11) -------------------------------------------------------
+
+REQUEST_ID = {"request_id": {"type": "integer", "minimum": 1}}
+
+
+def compliance_today() -> tuple[ZoneInfo, datetime, date]:
+    """The compliance time zone, now (naive UTC) and today in that zone."""
+    zone = runtime().config.settings.compliance.zone
+    now = clock.utcnow()
+    return zone, now, rights.today(zone, now)
+
+
+def change_request(act: Callable[[Any, ZoneInfo, datetime], Any]) -> Any:
+    """Run one change of a request in a write transaction and answer the request as it is
+    now; `act` gets the session, the compliance zone and now."""
+    zone, now, today = compliance_today()
+    with runtime().db.begin() as session:
+        found = rights.describe(act(session, zone, now), today)
+    return jsonify(found)
+
+
+@endpoint(
+    "POST",
+    "/requests",
+    Operation(
+        "Register a data-subject request: due one calendar month from the day of receipt",
+        {201: Answer("Registered; its clock runs from the day of receipt", c.RegisteredRequest)},
+        role=Role.admin,
+        body=c.RequestRegistration,
+        idempotent=True,
+    ),
+)
+def register_request(body: c.RequestRegistration) -> Any:
+    rt = runtime()
+    received_at = parse_moment(body.received_at, "received_at")
+    target = None if body.email is None else addresses.address_target(rt.ring, body.email)
+    zone, now, today = compliance_today()
+
+    def produce(session: Any) -> tuple[dict[str, Any], int]:
+        row, suppression = rights.register(
+            session,
+            RequestKind(body.kind),
+            received_at=received_at,
+            reference=body.reference,
+            target=target,
+            channel=body.channel,
+            note=body.note,
+            zone=zone,
+            now=now,
+            actor=g.principal.actor,
+        )
+        return {
+            **rights.describe(row, today),
+            "suppression": None if suppression is None else suppressions.describe(suppression),
+        }, 201
+
+    return idempotent(produce)
+
+
+@endpoint(
+    "GET",
+    "/requests",
+    Operation(
+        "The register of data-subject requests, by status",
+        {200: Answer("Requests", c.SubjectRequests)},
+        role=Role.admin,
+        query=c.RequestsQuery,
+    ),
+)
+def list_requests(query: c.RequestsQuery) -> Any:
+    _zone, _now, today = compliance_today()
+    with runtime().db.begin(write=False) as session:
+        found = rights.describe_all(rights.listing(session, query.status, today), today)
+    return jsonify({"requests": found})
+
+
+@endpoint(
+    "GET",
+    "/requests/<int:request_id>",
+    Operation(
+        "One data-subject request",
+        {200: Answer("The request", c.SubjectRequest)},
+        role=Role.admin,
+        path=REQUEST_ID,
+        errors=(404,),
+    ),
+)
+def show_request(request_id: int) -> Any:
+    _zone, _now, today = compliance_today()
+    with runtime().db.begin(write=False) as session:
+        found = rights.describe(rights.get(session, request_id), today)
+    return jsonify(found)
+
+
+@endpoint(
+    "POST",
+    "/requests/<int:request_id>/verify-identity",
+    Operation(
+        "Record how and when the requester's identity was verified",
+        {200: Answer("The request", c.SubjectRequest)},
+        role=Role.admin,
+        path=REQUEST_ID,
+        body=c.IdentityVerification,
+        errors=(404, 409),
+    ),
+)
+def verify_request_identity(request_id: int, body: c.IdentityVerification) -> Any:
+    verified_at = parse_time(body.verified_at, "verified_at")
+    return change_request(
+        lambda session, zone, now: rights.verify_identity(
+            session,
+            request_id,
+            method=body.method,
+            verified_at=verified_at or now,
+            now=now,
+            actor=g.principal.actor,
+        )
+    )
+
+
+@endpoint(
+    "POST",
+    "/requests/<int:request_id>/extend",
+    Operation(
+        "Extend the deadline to three months from receipt, once; the reader must have been "
+        "told within the first month",
+        {200: Answer("The request with its new due day", c.SubjectRequest)},
+        role=Role.admin,
+        path=REQUEST_ID,
+        body=c.Extension,
+        errors=(404, 409),
+        description="409 already_extended or request_closed; 422 notice_too_late when "
+        "notified_at falls on a day after the original due day.",
+    ),
+)
+def extend_request(request_id: int, body: c.Extension) -> Any:
+    notified_at = parse_moment(body.notified_at, "notified_at")
+    return change_request(
+        lambda session, zone, now: rights.extend(
+            session,
+            request_id,
+            reason=body.reason,
+            notified_at=notified_at,
+            zone=zone,
+            now=now,
+            actor=g.principal.actor,
+        )
+    )
+
+
+@endpoint(
+    "POST",
+    "/requests/<int:request_id>/close",
+    Operation(
+        "Close a request with its outcome (a suppression it made stays)",
+        {200: Answer("The closed request", c.SubjectRequest)},
+        role=Role.admin,
+        path=REQUEST_ID,
+        body=c.Closing,
+        errors=(404, 409),
+    ),
+)
+def close_request(request_id: int, body: c.Closing) -> Any:
+    return change_request(
+        lambda session, _zone, now: rights.close(
+            session,
+            request_id,
+            outcome=body.outcome,
+            note=body.note,
+            now=now,
+            actor=g.principal.actor,
+        )
+    )

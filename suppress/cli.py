@@ -11,15 +11,16 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import wraps
 from typing import IO, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import access, addresses, apikeys, audit, bulk, clock, peppers, suppressions
+from . import access, addresses, apikeys, audit, bulk, clock, peppers, rights, suppressions
 from . import config as config_module
 from . import jobs as job_runs
-from .errors import SuppressError
-from .models import Reason
+from .errors import ErrorCode, SuppressError, Unprocessable
+from .models import Outcome, Reason, RequestKind
 from .runtime import Runtime
 from .settings import WEBHOOK_ENABLED_BY, ServerSettings, bounds
 from .webhooks import PROVIDERS
@@ -237,6 +238,8 @@ def keys_pepper_status() -> None:
             notes.append("read only; rows move to the active pepper when seen")
         if key.orphaned:
             notes.append("NOT CONFIGURED: these rows can never match")
+        if key.requests:
+            notes.append(f"keys {key.requests} data-subject request(s)")
         click.echo(f"{key.key_id}\t{key.rows}\t{'; '.join(notes)}")
     orphaned = [k.key_id for k in rows if k.orphaned]
     if orphaned:
@@ -547,13 +550,20 @@ def lookup(email: str, as_json: bool, reference: str | None) -> None:
     reference = suppressions.validate_text("reference", reference, required=False) or None
     target = addresses.address_target(rt.ring, email)
     with rt.db.begin() as session:
-        found = access.lookup(session, target, actor=actor(), reference=reference)
+        found = access.lookup(
+            session,
+            target,
+            actor=actor(),
+            zone=rt.config.settings.compliance.zone,
+            reference=reference,
+        )
     if as_json:
         click.echo(json.dumps({"email": email, **found}, indent=2))
         return
     click.echo(
         f"{email}: {len(found['suppressions'])} suppression(s), "
-        f"{len(found['events'])} audit event(s)"
+        f"{len(found['events'])} audit event(s), "
+        f"{len(found['requests'])} data-subject request(s)"
     )
     for d in found["digests"]:
         if d["kind"] == "address":
@@ -569,6 +579,8 @@ def lookup(email: str, as_json: bool, reference: str | None) -> None:
             f"  event {event['id']} {event['at']} {event['action']} {event['kind']} "
             f"on {event['list']} by {event['actor']}"
         )
+    for request in found["requests"]:
+        click.echo(f"  request {_request_line(request)}")
 
 
 @main.command()
@@ -618,6 +630,211 @@ def _export_to(out: Any, rt: Runtime, fmt: str) -> int:
             out.write(chunk)
     out.flush()
     return count
+
+
+@main.group("requests")
+def requests_group() -> None:
+    """The register of data-subject requests and their deadlines (docs/requests.md)."""
+
+
+def _zone() -> ZoneInfo:
+    return runtime().config.settings.compliance.zone
+
+
+def _moment(value: str, name: str, zone: ZoneInfo) -> datetime:
+    """An ISO 8601 time as naive UTC; one without a zone (or a bare date) is a time in the
+    compliance zone, as the officer's calendar shows it."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise Unprocessable(
+            f"{name} is not an ISO 8601 time such as 2026-01-31T14:05 or 2026-01-31",
+            code=ErrorCode.invalid_request,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    try:
+        return clock.naive_utc(parsed)
+    except OverflowError:
+        raise Unprocessable(
+            f"{name} lies outside the years 1 to 9999 in UTC", code=ErrorCode.invalid_request
+        ) from None
+
+
+def _request_line(found: dict[str, Any]) -> str:
+    """One request on one line: id, kind, reference, state and clock."""
+    if found["status"] == "closed":
+        state = f"closed ({found['outcome']}) {found['closed_at']}"
+    else:
+        state = "OVERDUE" if found["overdue"] else "open"
+    extended = " (extended)" if found["extended"] else ""
+    verified = (
+        f"identity verified {found['identity_verified_at']} ({found['identity_method']})"
+        if found["identity_verified_at"]
+        else "identity not verified"
+    )
+    return (
+        f"{found['id']}\t{found['kind']}\t{found['reference']}\t{state}\t"
+        f"due {found['due']}{extended}\treceived {found['received_at']}\t{verified}"
+    )
+
+
+def _show(found: dict[str, Any], as_json: bool) -> None:
+    click.echo(json.dumps(found, indent=2) if as_json else _request_line(found))
+
+
+def _change(act: Callable[[Any, datetime], Any], as_json: bool) -> None:
+    """Run one change of a request (`act` gets the session and now) and show the request."""
+    now = clock.utcnow()
+    with runtime().db.begin() as session:
+        found = rights.describe(act(session, now), rights.today(_zone(), now))
+    _show(found, as_json)
+
+
+@requests_group.command("add")
+@click.option("--kind", required=True, type=click.Choice([k.value for k in RequestKind]))
+@click.option("--reference", required=True, help="Your reference, e.g. a ticket number.")
+@click.option(
+    "--received-at",
+    help="When it arrived (ISO 8601; without a zone: in the compliance zone). Default: now.",
+)
+@click.option("--email", help="The address it is about (kept only as its keyed hash).")
+@click.option("--channel", help="How it arrived: phone, email, letter, ...")
+@click.option("--note", help="A note (no address); not copied to the audit trail.")
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON.")
+@handled
+def requests_add(
+    kind: str,
+    reference: str,
+    received_at: str | None,
+    email: str | None,
+    channel: str | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """Register a request; it is due one calendar month from the day of receipt.
+
+    An objection or consent withdrawal with --email also suppresses the address on global.
+    """
+    rt = runtime()
+    zone, now = _zone(), clock.utcnow()
+    received = now if received_at is None else _moment(received_at, "--received-at", zone)
+    target = None if email is None else addresses.address_target(rt.ring, email)
+    with rt.db.begin() as session:
+        row, suppression = rights.register(
+            session,
+            RequestKind(kind),
+            received_at=received,
+            reference=reference,
+            target=target,
+            channel=channel,
+            note=note,
+            zone=zone,
+            now=now,
+            actor=actor(),
+        )
+        found = rights.describe(row, rights.today(zone, now))
+        made = None if suppression is None else suppressions.describe(suppression)
+    if as_json:
+        click.echo(json.dumps({**found, "suppression": made}, indent=2))
+        return
+    click.echo(f"registered request {_request_line(found)}")
+    if made is not None:
+        click.echo(f"suppressed on {made['list']} ({made['reason']}, digest {made['digest'][:8]})")
+
+
+@requests_group.command("list")
+@click.option("--status", type=click.Choice(rights.STATUSES), help="Only these requests.")
+@click.option("--json", "as_json", is_flag=True, help="Print the requests as JSON.")
+@handled
+def requests_list(status: str | None, as_json: bool) -> None:
+    """Requests: open and overdue ones by due day, closed ones and all newest first."""
+    zone, now = _zone(), clock.utcnow()
+    today = rights.today(zone, now)
+    with runtime().db.begin(write=False) as session:
+        found = rights.describe_all(rights.listing(session, status, today), today)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for item in found:
+        click.echo(_request_line(item))
+
+
+@requests_group.command("show")
+@click.argument("request_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON.")
+@handled
+def requests_show(request_id: int, as_json: bool) -> None:
+    """One request."""
+    today = rights.today(_zone(), clock.utcnow())
+    with runtime().db.begin(write=False) as session:
+        found = rights.describe(rights.get(session, request_id), today)
+    _show(found, as_json)
+
+
+@requests_group.command("verify")
+@click.argument("request_id", type=int)
+@click.option("--method", required=True, help="How the identity was verified, e.g. BankID.")
+@click.option(
+    "--verified-at", help="When (ISO 8601; without a zone: compliance zone). Default: now."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON.")
+@handled
+def requests_verify(request_id: int, method: str, verified_at: str | None, as_json: bool) -> None:
+    """Record how and when the requester's identity was verified."""
+    zone = _zone()
+    when = None if verified_at is None else _moment(verified_at, "--verified-at", zone)
+    _change(
+        lambda session, now: rights.verify_identity(
+            session, request_id, method=method, verified_at=when or now, now=now, actor=actor()
+        ),
+        as_json,
+    )
+
+
+@requests_group.command("extend")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True, help="Why more time is needed, as the reader was told.")
+@click.option(
+    "--notified-at",
+    required=True,
+    help="When the reader was told (ISO 8601; without a zone: compliance zone); on or "
+    "before the original due day.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON.")
+@handled
+def requests_extend(request_id: int, reason: str, notified_at: str, as_json: bool) -> None:
+    """Extend the deadline to three months from receipt (once; the reader told in time)."""
+    zone = _zone()
+    told = _moment(notified_at, "--notified-at", zone)
+    _change(
+        lambda session, now: rights.extend(
+            session,
+            request_id,
+            reason=reason,
+            notified_at=told,
+            zone=zone,
+            now=now,
+            actor=actor(),
+        ),
+        as_json,
+    )
+
+
+@requests_group.command("close")
+@click.argument("request_id", type=int)
+@click.option("--outcome", required=True, type=click.Choice([o.value for o in Outcome]))
+@click.option("--note", help="A closing note (no address); not copied to the audit trail.")
+@click.option("--json", "as_json", is_flag=True, help="Print the request as JSON.")
+@handled
+def requests_close(request_id: int, outcome: str, note: str | None, as_json: bool) -> None:
+    """Close a request with its outcome; a suppression it made stays."""
+    _change(
+        lambda session, now: rights.close(
+            session, request_id, outcome=Outcome(outcome), note=note, now=now, actor=actor()
+        ),
+        as_json,
+    )
 
 
 @main.group("audit")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from flask import Flask
@@ -31,9 +31,9 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
-from . import jobs, suppressions
+from . import jobs, rights, suppressions
 from .errors import ErrorCode, InvalidList, InvalidRequest, PayloadTooLarge
-from .models import LIST_PATTERN, Kind, Reason, Role
+from .models import LIST_PATTERN, Kind, Outcome, Reason, RequestKind, Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 OPERATION = "__suppress_operation__"
@@ -193,6 +193,67 @@ class LookupRequest(Model):
         default=None,
         description="The request's reference (a ticket number), kept in the audit event of "
         "the lookup; no address.",
+    )
+
+
+# Free text of a data-subject request (the register refuses an address in it, 422) and
+# timestamps as text (api.parse_time reads them: ISO 8601 with a time zone).
+Line = Annotated[StrictStr, StringConstraints(min_length=1, max_length=rights.MAX_LINE)]
+Note = Annotated[StrictStr, StringConstraints(min_length=1, max_length=rights.MAX_NOTE)]
+Why = Annotated[StrictStr, StringConstraints(min_length=1, max_length=rights.MAX_REASON)]
+Moment = Annotated[StrictStr, Field(json_schema_extra={"format": "date-time"})]
+
+
+class RequestRegistration(Model):
+    kind: RequestKind
+    received_at: Moment = Field(
+        description="When the request reached the controller, with a time zone: the clock "
+        "starts on that day in the compliance time zone. Not in the future."
+    )
+    reference: Line = Field(description="Your reference, e.g. a ticket number; no address.")
+    email: Email | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The address the request is about: kept only as its keyed hash, so a "
+        "lookup of it lists the request. An objection or consent_withdrawal with an address "
+        "also suppresses it on 'global' at once.",
+    )
+    channel: Line | SkipJsonSchema[None] = Field(
+        default=None, description="How it arrived: phone, email, letter, ..."
+    )
+    note: Note | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The officer's note (line breaks allowed); no address. Not copied to the "
+        "audit trail.",
+    )
+
+
+class IdentityVerification(Model):
+    method: Line = Field(description="How the identity was verified, e.g. BankID; no address.")
+    verified_at: Moment | SkipJsonSchema[None] = Field(
+        default=None, description="When; default now. Not before receipt, not in the future."
+    )
+
+
+class Extension(Model):
+    reason: Why = Field(description="Why more time is needed, as the reader was told.")
+    notified_at: Moment = Field(
+        description="When the reader was told of the extension and its reasons: on or before "
+        "the original due day (in the compliance time zone), else 422 notice_too_late."
+    )
+
+
+class Closing(Model):
+    outcome: Outcome
+    note: Note | SkipJsonSchema[None] = Field(
+        default=None, description="No address. Not copied to the audit trail."
+    )
+
+
+class RequestsQuery(Model):
+    status: Literal[rights.STATUSES] | SkipJsonSchema[None] = Field(  # type: ignore[valid-type]
+        default=None,
+        description="open (by due day), overdue (open and past due, by due day), closed "
+        "(newest first); none: every request, newest first.",
     )
 
 
@@ -406,6 +467,46 @@ class Digest(Reply):
     digest: Hex64
 
 
+class SubjectRequest(Reply):
+    """A data-subject request in the register, with its clock (DESIGN §11)."""
+
+    id: int
+    kind: RequestKind
+    reference: str
+    channel: str | None
+    note: str | None
+    digest: Hex64 | None = Field(description="Keyed hash of the address (hex), if one was given.")
+    key_id: str | None
+    received_at: datetime
+    registered_at: datetime
+    due: date = Field(
+        description="The day to answer by, in the compliance time zone: the day of receipt "
+        "plus one calendar month (three once extended), or that month's last day."
+    )
+    first_due: date = Field(description="The original due day (one month from receipt).")
+    status: Literal["open", "closed"]
+    overdue: bool = Field(description="Open, and today (in the compliance zone) is after due.")
+    identity_verified_at: datetime | None
+    identity_method: str | None
+    extended: bool
+    extension_reason: str | None
+    notified_at: datetime | None
+    outcome: Outcome | None
+    closing_note: str | None
+    closed_at: datetime | None
+
+
+class RegisteredRequest(SubjectRequest):
+    suppression: Suppression | None = Field(
+        description="The global suppression an objection or consent withdrawal with an "
+        "address recorded (or found in place), in the same transaction."
+    )
+
+
+class SubjectRequests(Reply):
+    requests: list[SubjectRequest]
+
+
 class Lookup(Reply):
     email: str = Field(description="The address as sent.")
     scheme: str
@@ -413,6 +514,7 @@ class Lookup(Reply):
     digests: list[Digest]
     suppressions: list[Suppression]
     events: list[AuditEvent]
+    requests: list[SubjectRequest] = Field(description="Data-subject requests about it.")
 
 
 class AuditPage(Reply):
@@ -467,10 +569,19 @@ class ReconcileHealth(Reply):
     error: ErrorDetail | SkipJsonSchema[None] = None
 
 
+class RequestsHealth(Reply):
+    open: int
+    due_this_week: int = Field(description="Open and due today or within six days.")
+    overdue: int = Field(description="Open, and today (compliance zone) is after due.")
+    next_due: date | None = Field(description="The earliest due day of an open request.")
+    late: bool = Field(description="True when any request is overdue.")
+
+
 class Health(Reply):
     model_config = ConfigDict(extra="forbid")
     status: Literal["ok"]
     reconcile: ReconcileHealth | Error
+    requests: RequestsHealth | Error
 
 
 class Ready(Reply):
@@ -573,7 +684,8 @@ class Operation:
         401: "Missing or unknown API key",
         403: "Role too low",
         404: "Nothing matched",
-        409: "The job is still running elsewhere",
+        409: "Conflicts with the current state: a job still running elsewhere, a request "
+        "already closed or already extended",
         413: "Body too large, or more items than the route allows",
         415: "A body type the route does not take",
         422: "Invalid input (an address, list or reason), or an Idempotency-Key reused "

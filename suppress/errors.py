@@ -23,6 +23,9 @@ class ErrorCode(enum.StrEnum):
     unsupported_media_type = "unsupported_media_type"
     idempotency_key_reused = "idempotency_key_reused"
     job_busy = "job_busy"
+    request_closed = "request_closed"
+    already_extended = "already_extended"
+    notice_too_late = "notice_too_late"
     rate_limited = "rate_limited"
     unavailable = "unavailable"
     pepper_missing = "pepper_missing"
@@ -104,6 +107,12 @@ class NotFound(SuppressError):
 
     code = ErrorCode.not_found
     status = 404
+
+
+class Conflict(SuppressError):
+    """The change contradicts the current state, e.g. a request already closed (409)."""
+
+    status = 409
 
 
 class PayloadTooLarge(SuppressError):

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from . import clock, jobs, peppers
+from . import clock, jobs, peppers, rights
 from .contract import Answer, Health, Operation, Ready, operation
 from .errors import ErrorCode, SuppressError
 
@@ -16,21 +16,36 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 @operation(
     Operation(
-        "Liveness, and the age of the last successful reconcile (stale past 26 h)",
+        "Liveness, the age of the last successful reconcile (stale past 26 h), and the "
+        "data-subject requests due and overdue (late when any is)",
         {200: Answer("The process is up", Health)},
         limited=False,
         database=False,
     )
 )
 def healthz() -> Any:
-    """Liveness: always 200 while the process serves; the reconcile age is information only."""
+    """Liveness: always 200 while the process serves; the reconcile age and the requests'
+    clock are information only."""
     rt = current_app.extensions["suppress"]
+    now = clock.utcnow()
     try:
         with rt.db.begin(write=False) as session:
-            reconcile = jobs.reconcile_health(session, clock.utcnow())
+            reconcile = jobs.reconcile_health(session, now)
     except Exception as exc:  # liveness must not depend on the database
-        reconcile = {"error": {"code": ErrorCode.unavailable, "message": type(exc).__name__}}
-    return jsonify({"status": "ok", "reconcile": reconcile})
+        reconcile = unavailable(exc)
+    try:
+        today = rights.today(rt.config.settings.compliance.zone, now)
+        with rt.db.begin(write=False) as session:
+            register = rights.counts(session, today).to_dict()
+        requests: dict[str, Any] = {**register, "late": register["overdue"] > 0}
+    except Exception as exc:  # a schema without the register yet is no reason to fail
+        requests = unavailable(exc)
+    return jsonify({"status": "ok", "reconcile": reconcile, "requests": requests})
+
+
+def unavailable(exc: Exception) -> dict[str, Any]:
+    """The error part of a probe's answer: the exception's type, never its text."""
+    return {"error": {"code": ErrorCode.unavailable, "message": type(exc).__name__}}
 
 
 @bp.get("/readyz")

@@ -1,5 +1,5 @@
 """Prometheus metrics: verdicts, request latency, suppressions by reason, the verified audit
-head; gunicorn-aware."""
+head, the data-subject requests' clock; gunicorn-aware."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import func, select
 
-from . import jobs
+from . import clock, jobs, rights
 from .contract import Answer, Operation, operation
 from .errors import SuppressError
 from .models import JobRun, Suppression
@@ -115,8 +115,23 @@ class DatabaseCollector(Collector):
             "suppress_audit_head",
             "The audit chain head (SHA-256 hex) the last successful verify-audit run verified.",
         )
+        requests_open = GaugeMetricFamily(
+            "suppress_requests_open", "Data-subject requests not yet closed (overdue included)."
+        )
+        requests_week = GaugeMetricFamily(
+            "suppress_requests_due_this_week",
+            "Open data-subject requests due today or within the six days after (compliance "
+            "time zone); overdue ones are not counted here.",
+        )
+        requests_overdue = GaugeMetricFamily(
+            "suppress_requests_overdue",
+            "Open data-subject requests whose due day has passed (compliance time zone): "
+            "alert when above 0.",
+        )
+        rt = self.app.extensions["suppress"]
+        today = rights.today(rt.config.settings.compliance.zone, clock.utcnow())
         try:
-            with self.app.extensions["suppress"].db.begin(write=False) as session:
+            with rt.db.begin(write=False) as session:
                 rows = session.execute(
                     select(Suppression.reason, func.count()).group_by(Suppression.reason)
                 ).all()
@@ -132,6 +147,7 @@ class DatabaseCollector(Collector):
                 ).all()
                 verified = jobs.last_success(session, "verify-audit")
                 verified_summary = dict(verified.summary) if verified is not None else {}
+                register = rights.counts(session, today)
         except SuppressError:
             up.add_metric([], 0)
             return [up]
@@ -146,8 +162,21 @@ class DatabaseCollector(Collector):
         if isinstance(events, int) and isinstance(head, str):
             audit_events.add_metric([], events)
             audit_head.add_metric([], {"head": head})
+        requests_open.add_metric([], register.open)
+        requests_week.add_metric([], register.due_this_week)
+        requests_overdue.add_metric([], register.overdue)
         up.add_metric([], 1)
-        return [by_reason, runs, last_ok, audit_events, audit_head, up]
+        return [
+            by_reason,
+            runs,
+            last_ok,
+            audit_events,
+            audit_head,
+            requests_open,
+            requests_week,
+            requests_overdue,
+            up,
+        ]
 
 
 class _ProcessCollector(Collector):

@@ -1,13 +1,16 @@
-"""Typed tables of the suppression list, the audit trail, API keys, job runs and idempotency."""
+"""Typed tables of the suppression list, the audit trail, API keys, job runs, idempotency and
+the register of data-subject requests."""
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -50,6 +53,33 @@ class Reason(enum.StrEnum):
     soft_bounce = "soft_bounce"
     manual = "manual"
     erasure = "erasure"
+
+
+class RequestKind(enum.StrEnum):
+    """What a data subject asks for (DESIGN §11; GDPR art. 7(3), 15-18, 20, 21)."""
+
+    access = "access"
+    rectification = "rectification"
+    erasure = "erasure"
+    portability = "portability"
+    objection = "objection"
+    restriction = "restriction"
+    consent_withdrawal = "consent_withdrawal"
+
+
+class RequestStatus(enum.StrEnum):
+    """Open until closed with an outcome."""
+
+    open = "open"
+    closed = "closed"
+
+
+class Outcome(enum.StrEnum):
+    """How a data-subject request ended."""
+
+    fulfilled = "fulfilled"
+    refused = "refused"
+    withdrawn = "withdrawn"
 
 
 class Role(enum.StrEnum):
@@ -229,3 +259,57 @@ class WebhookEvent(Base):
     )
     provider: Mapped[str] = mapped_column(String(16), comment="sendgrid, mailgun, ...")
     received_at: Mapped[datetime] = mapped_column(DateTime, index=True, comment="UTC")
+
+
+class SubjectRequest(Base):
+    """A data-subject request and its clock (DESIGN §11). The address it names, if any, is
+    kept only as its digest, keyed like a suppression's, so a lookup of the address finds it."""
+
+    __tablename__ = "subject_request"
+    __table_args__ = (Index("ix_subject_request_status_due", "status", "due"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[RequestKind] = mapped_column(_enum(RequestKind, "request_kind"))
+    reference: Mapped[str] = mapped_column(
+        String(128), comment="the controller's reference (a ticket number); no address"
+    )
+    channel: Mapped[str | None] = mapped_column(
+        String(128), nullable=True, comment="how it arrived: phone, email, letter, ..."
+    )
+    note: Mapped[str | None] = mapped_column(
+        Text, nullable=True, comment="the officer's note; no address, kept out of the audit"
+    )
+    digest: Mapped[bytes | None] = mapped_column(
+        LargeBinary(32),
+        nullable=True,
+        index=True,
+        comment="HMAC-SHA256 of the n1-normalized address the request is about, if given",
+    )
+    key_id: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, comment="id of the pepper that keyed digest"
+    )
+    received_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    first_due: Mapped[date] = mapped_column(
+        Date, comment="the day of receipt plus one month, in the compliance time zone"
+    )
+    due: Mapped[date] = mapped_column(
+        Date, comment="first_due, or the day of receipt plus three months once extended"
+    )
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus, "request_status"))
+    identity_verified_at: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, comment="UTC"
+    )
+    identity_method: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    extended: Mapped[bool] = mapped_column(Boolean, default=False)
+    extension_reason: Mapped[str | None] = mapped_column(
+        String(500), nullable=True, comment="why more time is needed, as the reader was told"
+    )
+    notified_at: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, comment="UTC; when the reader was told of the extension"
+    )
+    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome, "outcome"), nullable=True)
+    closing_note: Mapped[str | None] = mapped_column(
+        Text, nullable=True, comment="no address, kept out of the audit"
+    )
+    registered_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, comment="UTC")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .addresses import KeyRing
 from .errors import ErrorCode, SuppressError, Unprocessable
-from .models import SecretCheck, Suppression
+from .models import SecretCheck, SubjectRequest, Suppression
 
 log = logging.getLogger("suppress.peppers")
 # How an edge hands out transactions: Database.begin (write=False for a read-only one).
@@ -40,6 +40,8 @@ class KeyStatus:
     rows: int
     configured: bool
     active: bool
+    # Data-subject requests whose address digest it keys (found by lookups, never by the gate).
+    requests: int = 0
 
     @property
     def orphaned(self) -> bool:
@@ -66,13 +68,23 @@ def status(session: Session, ring: KeyRing) -> list[KeyStatus]:
             select(Suppression.key_id, func.count()).group_by(Suppression.key_id)
         )
     }
-    ids = list(ring.key_ids) + sorted(k for k in counts if k not in ring.key_ids)
+    requests: dict[str, int] = {
+        str(key_id): rows
+        for key_id, rows in session.execute(
+            select(SubjectRequest.key_id, func.count())
+            .where(SubjectRequest.key_id.is_not(None))
+            .group_by(SubjectRequest.key_id)
+        )
+    }
+    known = set(counts) | set(requests)
+    ids = list(ring.key_ids) + sorted(k for k in known if k not in ring.key_ids)
     return [
         KeyStatus(
             key_id=k,
             rows=counts.get(k, 0),
             configured=k in ring.key_ids,
             active=k == ring.active_id,
+            requests=requests.get(k, 0),
         )
         for k in ids
     ]
@@ -110,6 +122,16 @@ def retire(session: Session, ring: KeyRing, key_id: str, *, actor: str) -> None:
             "would make them unmatchable. Rows move to the active pepper when their address "
             "is checked or filtered again; keep the pepper until 'suppress keys "
             "pepper-status' shows 0 rows for it",
+            code=ErrorCode.pepper_in_use,
+        )
+    requests = session.scalar(
+        select(func.count()).select_from(SubjectRequest).where(SubjectRequest.key_id == key_id)
+    )
+    if requests:
+        raise Unprocessable(
+            f"{requests} data-subject request(s) are still keyed with pepper {key_id}: removing "
+            "it would hide them from lookups of their address. A request moves to the active "
+            "pepper when its address is looked up again (suppress lookup, POST /v1/lookup)",
             code=ErrorCode.pepper_in_use,
         )
     # Its fingerprint goes too: the id may one day name a new pepper.

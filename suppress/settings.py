@@ -469,6 +469,14 @@ def _time_text(value: Any) -> Any:
 LocalTime = Annotated[str, BeforeValidator(_time_text)]
 
 
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _problem(f"must be an IANA time zone such as Europe/Stockholm{_not(value)}") from None
+    return value
+
+
 class SchedulerSettings(Section):
     timezone: str = "Europe/Stockholm"
     reconcile_at: LocalTime = "02:30"
@@ -483,13 +491,7 @@ class SchedulerSettings(Section):
     @field_validator("timezone")
     @classmethod
     def _is_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _problem(
-                f"must be an IANA time zone such as Europe/Stockholm{_not(value)}"
-            ) from None
-        return value
+        return _check_zone(value)
 
     @field_validator("reconcile_at", "verify_audit_at")
     @classmethod
@@ -513,6 +515,22 @@ class SchedulerSettings(Section):
     @property
     def verify_audit_time(self) -> dtime:
         return dtime.fromisoformat(self.verify_audit_at)
+
+
+class ComplianceSettings(Section):
+    """The controller's clock for data-subject requests (DESIGN §11)."""
+
+    # The zone whose calendar days the deadlines are counted in.
+    timezone: str = "Europe/Stockholm"
+
+    @field_validator("timezone")
+    @classmethod
+    def _is_zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 def is_loopback(host: str) -> bool:
@@ -546,6 +564,7 @@ class Settings(Section):
     ratelimit: RateLimitSettings = RateLimitSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    compliance: ComplianceSettings = ComplianceSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     organisation: OrganisationSettings = OrganisationSettings()
     lists: list[ListSettings] = []

@@ -104,7 +104,12 @@ def test_lookup_is_recorded_and_needs_admin(
     (event,) = client.get("/v1/audit?action=lookup", headers=admin).get_json()["events"]
     assert event["actor"] == "api:test-admin"
     assert event["digest"] == rt.ring.address("anna.berg@example.se").hex()
-    assert event["detail"] == {"suppressions": 3, "events": 3, "reference": "DSR-2026-017"}
+    assert event["detail"] == {
+        "suppressions": 3,
+        "events": 3,
+        "requests": 0,
+        "reference": "DSR-2026-017",
+    }
     pasted = client.post("/v1/lookup", json={**request, "reference": SUBJECT}, headers=admin)
     assert pasted.status_code == 400  # a reference, never the address itself
     # The next access request shows the earlier one: the subject sees who looked.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ def test_openapi_lists_every_route(app: Flask, client: FlaskClient) -> None:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)  # <int:id> is {id}
         for method in rule.methods or ():
             if method not in ("HEAD", "OPTIONS"):
                 served.add((path, method))

@@ -392,6 +392,7 @@ def test_healthz_reports_reconcile_age_and_readyz_ignores_it(
     assert never == {
         "status": "ok",
         "reconcile": {"last_success": None, "age_seconds": None, "stale": True},
+        "requests": {"open": 0, "due_this_week": 0, "overdue": 0, "next_due": None, "late": False},
     }
     assert client.get("/readyz").status_code == 200
     finished = clock.utcnow() - timedelta(hours=27)
