@@ -18,7 +18,9 @@ SCHEME = "n1"
 DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
 DOTLESS_DOMAINS = frozenset({"gmail.com"})
 MAX_INPUT = 512
-_ADDRESS_LIKE = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[^\s@<>\"']+")
+_ADDRESS_LIKE = re.compile(r"[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+")
+# Dots that IDNA maps to "." in a domain: text using them still names an address.
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 # The fast path: a plain ASCII dot-atom address whose domain is LDH labels under an
 # alphabetic TLD, with nothing that makes email-validator look further (no "--", so no
@@ -130,8 +132,12 @@ def domain_and_parents(domain: str) -> list[str]:
 
 
 def contains_address(text: str) -> bool:
-    """True when free text (evidence, source) looks like it holds an email address."""
-    return bool(_ADDRESS_LIKE.search(text))
+    """True when free text (evidence, source, reference) looks like it holds an email
+    address: after compatibility folding (a fullwidth "＠" is an "@") and with the dots
+    IDNA reads as ".", any run of non-space text around an "@" with a dot after it,
+    quotes and apostrophes included (both are valid in local parts)."""
+    folded = unicodedata.normalize("NFKC", text).translate(_DOTS)
+    return bool(_ADDRESS_LIKE.search(folded))
 
 
 class Digest(NamedTuple):

@@ -846,6 +846,7 @@ def verify_request_identity(request_id: int, body: c.IdentityVerification) -> An
             request_id,
             method=body.method,
             verified_at=verified_at or now,
+            zone=zone,
             now=now,
             actor=g.principal.actor,
         )

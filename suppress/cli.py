@@ -786,7 +786,13 @@ def requests_verify(request_id: int, method: str, verified_at: str | None, as_js
     when = None if verified_at is None else _moment(verified_at, "--verified-at", zone)
     _change(
         lambda session, now: rights.verify_identity(
-            session, request_id, method=method, verified_at=when or now, now=now, actor=actor()
+            session,
+            request_id,
+            method=method,
+            verified_at=when or now,
+            zone=zone,
+            now=now,
+            actor=actor(),
         ),
         as_json,
     )

@@ -89,6 +89,20 @@ def due_date(received_at: datetime, zone: ZoneInfo, months: int = MONTHS) -> dat
     return add_months(local_day(received_at, zone), months)
 
 
+def receipt_day(row: SubjectRequest, zone: ZoneInfo) -> date:
+    """The day of receipt the request was registered with, as its first due day shows it.
+
+    Recomputed in the zone configured now, it could be another day if the zone changed since
+    registration; the registered day is within a day of it, and the one whose month later
+    is the recorded first due day.
+    """
+    here = local_day(row.received_at, zone)
+    for candidate in (here, here - timedelta(days=1), here + timedelta(days=1)):
+        if add_months(candidate, MONTHS) == row.first_due:
+            return candidate
+    return here
+
+
 def today(zone: ZoneInfo, now: datetime) -> date:
     """Today in the compliance zone, for a naive UTC now."""
     return local_day(now, zone)
@@ -172,8 +186,10 @@ def _not_ahead(name: str, moment: datetime, now: datetime) -> None:
         raise Unprocessable(f"{name} lies in the future", code=ErrorCode.invalid_request)
 
 
-def _not_before_receipt(name: str, moment: datetime, row: SubjectRequest) -> None:
-    if moment < row.received_at:
+def _not_before_receipt(name: str, moment: datetime, row: SubjectRequest, zone: ZoneInfo) -> None:
+    # By the day in the compliance zone: a notice or a check of identity is often known
+    # only by its date, and the day of receipt itself is never too early.
+    if local_day(moment, zone) < local_day(row.received_at, zone):
         raise Unprocessable(
             f"{name} lies before the request was received ({_stamp(row.received_at)})",
             code=ErrorCode.invalid_request,
@@ -309,6 +325,7 @@ def verify_identity(
     *,
     method: str,
     verified_at: datetime,
+    zone: ZoneInfo,
     now: datetime,
     actor: str,
 ) -> SubjectRequest:
@@ -317,7 +334,7 @@ def verify_identity(
     method = free_text("method", method) or ""
     row = _open(session, request_id)
     _not_ahead("verified_at", verified_at, now)
-    _not_before_receipt("verified_at", verified_at, row)
+    _not_before_receipt("verified_at", verified_at, row, zone)
     previous = (
         {"method": row.identity_method, "verified_at": _stamp(row.identity_verified_at)}
         if row.identity_verified_at is not None
@@ -361,7 +378,7 @@ def extend(
             code=ErrorCode.already_extended,
         )
     _not_ahead("notified_at", notified_at, now)
-    _not_before_receipt("notified_at", notified_at, row)
+    _not_before_receipt("notified_at", notified_at, row, zone)
     told = local_day(notified_at, zone)
     if told > row.first_due:
         raise Unprocessable(
@@ -370,7 +387,7 @@ def extend(
             "month",
             code=ErrorCode.notice_too_late,
         )
-    row.due = due_date(row.received_at, zone, EXTENDED_MONTHS)
+    row.due = add_months(receipt_day(row, zone), EXTENDED_MONTHS)
     row.extended, row.extension_reason, row.notified_at = True, reason, notified_at
     session.flush()
     _record(

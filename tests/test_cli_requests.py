@@ -130,8 +130,12 @@ def test_verify_extend_close_and_list(cli: Cli, monkeypatch: pytest.MonkeyPatch)
     first = add(cli, "--kind", "access", "--received-at", "2026-01-31T10:00")
     second = add(cli, "--kind", "erasure", "--received-at", "2026-01-20T10:00")
     ident = str(first["id"])
-    verified = cli("requests", "verify", ident, "--method", "BankID", "--verified-at", "2026-01-31")
-    assert verified.exit_code == 2  # midnight in Stockholm lies before receipt
+    verified = cli("requests", "verify", ident, "--method", "BankID", "--verified-at", "2026-01-30")
+    assert verified.exit_code == 2  # the day before receipt
+    on_the_day = cli(
+        "requests", "verify", ident, "--method", "BankID", "--verified-at", "2026-01-31"
+    )
+    assert on_the_day.exit_code == 0, on_the_day.output  # a bare date: the day of receipt counts
     verified = cli("requests", "verify", ident, "--method", "BankID")
     assert verified.exit_code == 0, verified.output
     assert "identity verified 2026-02-01T12:00:00Z (BankID)" in verified.stdout

@@ -386,7 +386,7 @@ def test_verifying_identity_records_method_and_time(
     assert done["due"] == "2026-02-28"  # the clock runs from receipt, not from verification
     now = post(client, admin, path, method="reply from the registered address")
     assert now["identity_verified_at"] == "2026-02-01T12:00:00Z"  # default: now
-    early = post(client, admin, path, 422, method="BankID", verified_at="2026-01-31T08:59:00Z")
+    early = post(client, admin, path, 422, method="BankID", verified_at="2026-01-30T22:59:00Z")
     assert "before the request was received" in early["error"]["message"]
     future = post(client, admin, path, 422, method="BankID", verified_at="2026-02-02T00:00:00Z")
     assert "in the future" in future["error"]["message"]
@@ -444,7 +444,8 @@ def test_an_extension_runs_three_months_from_receipt_once(
         ("2026-02-28T23:30:00+01:00", 200, None),
         ("2026-02-28T23:00:00Z", 422, "notice_too_late"),  # already 1 March in Stockholm
         ("2026-03-01T09:00:00Z", 422, "notice_too_late"),
-        ("2026-01-31T08:59:00Z", 422, "invalid_request"),  # before receipt
+        ("2026-01-31T08:59:00Z", 200, None),  # before receipt, but on its day
+        ("2026-01-30T22:59:00Z", 422, "invalid_request"),  # the day before receipt
         ("2026-03-10T12:06:00Z", 422, "invalid_request"),  # in the future
     ],
 )
@@ -745,3 +746,52 @@ def test_addresses_never_reach_the_register_by_the_domain_api(rt: Runtime) -> No
             actor="test",
         )
     assert count(rt, SubjectRequest) == 0
+
+
+# --- found by trying to break it -------------------------------------------------------------
+
+
+@pytest.mark.db_agnostic
+@pytest.mark.parametrize(
+    "text",
+    [
+        "leakcheck5eb4a539'@example.se",
+        '"leakcheck.x"@example.se',
+        "leakcheck.x@example\u3002se",
+        "leakcheck.x@example\uff0ese",
+        "leakcheck.x\uff20example.se",
+    ],
+)
+def test_every_spelling_of_an_address_is_refused_in_free_text(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime, text: str
+) -> None:
+    assert addresses.contains_address(text)
+    for field in ("reference", "channel", "note"):
+        body = {"kind": "access", "received_at": "2026-11-01T10:00:00Z", "reference": "R-1"}
+        answer = client.post(
+            "/v1/requests", json={**body, field: text}, headers=bearer(tokens["admin"])
+        )
+        assert answer.status_code == 422, (field, answer.get_json())
+    added = client.post(
+        "/v1/suppressions",
+        json={"email": "a@example.se", "list": "news", "reason": "manual", "source": text},
+        headers=bearer(tokens["admin"]),
+    )
+    assert added.status_code in (400, 422)
+    assert count(rt, SubjectRequest) == 0
+
+
+@pytest.mark.parametrize("text", ["ticket 123", "a @ b", "ref-2026/14", "call at 10:30"])
+def test_plain_references_are_no_address(text: str) -> None:
+    assert not addresses.contains_address(text)
+
+
+def test_an_extension_counts_from_the_registered_day_of_receipt_after_a_zone_change() -> None:
+    """Registered in Stockholm on 31 January (due 28 February); extended where the zone is
+    now one that puts receipt on 1 February: still 30 April, not 1 May."""
+    received = datetime(2026, 1, 31, 12, 0)
+    stockholm, kiritimati = ZoneInfo("Europe/Stockholm"), ZoneInfo("Pacific/Kiritimati")
+    row = SubjectRequest(received_at=received, first_due=rights.due_date(received, stockholm))
+    assert row.first_due == date(2026, 2, 28)
+    assert rights.local_day(received, kiritimati) == date(2026, 2, 1)
+    assert rights.add_months(rights.receipt_day(row, kiritimati), 3) == date(2026, 4, 30)
