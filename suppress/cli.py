@@ -807,7 +807,7 @@ def jobs_run(name: str) -> None:
     """Run a job now under its own run key (waits for a running one to finish)."""
     rt = runtime()
     rt.db.require_current()
-    outcome = job_runs.run_manual(rt, name)
+    outcome = job_runs.run_manual(rt, name, requested_by=actor())
     click.echo(json.dumps(outcome.run, indent=2))
     if outcome.status != "ok":
         sys.exit(1)
