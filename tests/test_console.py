@@ -674,3 +674,70 @@ def test_a_person_changes_their_own_password(app: Flask, viewer: FlaskClient, rt
     assert other.get("/admin/").status_code == 303  # the others end
     assert sign_in(english(app), "vera", new).status_code == 303
     assert events(rt, "user_password_change")[0].actor == "console:vera"
+
+
+# --- the overview ----------------------------------------------------------------------------
+
+
+def test_the_overview_draws_opt_outs_gate_verdicts_and_reconcile_drift(
+    app: Flask,
+    people: None,
+    client: FlaskClient,
+    rt: Runtime,
+    tokens: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from suppress.models import JobRun
+
+    now = datetime(2030, 6, 15, 10, 0)
+    for days_ago, email, reason, source in (
+        (0, "a@example.se", "unsubscribe", "api"),
+        (0, "b@example.se", "complaint", "webhook:sendgrid"),
+        (3, "c@example.se", "unsubscribe", "api"),
+        (120, "d@example.se", "objection", "api"),  # before the 90 days drawn
+    ):
+        monkeypatch.setattr(clock, "utcnow", lambda d=days_ago: now - timedelta(days=d))
+        client.post(
+            "/v1/suppressions",
+            json={"email": email, "list": "news", "reason": reason, "source": source},
+            headers=bearer(tokens["recorder"]),
+        )
+    monkeypatch.setattr(clock, "utcnow", lambda: now)
+    client.post(
+        "/v1/check",
+        json={"email": "a@example.se", "list": "news"},
+        headers=bearer(tokens["mailer"]),
+    )
+    with rt.db.begin() as session:
+        session.add(
+            JobRun(
+                job="reconcile",
+                run_key="2030-06-15",
+                started_at=now - timedelta(hours=8),
+                finished_at=now - timedelta(hours=8),
+                status="ok",
+                summary={
+                    "sources": {"sendgrid": {"files": 1, "rows": 9, "added": 7}},
+                    "audits": [{"name": "crm", "list": "news", "checked": 50, "remove": 4}],
+                    "errors": [],
+                },
+            )
+        )
+    viewer = signed_in(app, "vera")
+    page = viewer.get("/admin/").get_data(as_text=True)
+    assert page.count('<svg class="chart" role="img"') == 4
+    assert '<title id="by-reason-title">Opt-outs per day by reason, last 90 days</title>' in page
+    assert "3 opt-outs in all" in page  # the one 120 days ago is outside
+    assert "<strong>4</strong> suppressions on the list" in page
+    assert "webhook:sendgrid" in page and "Spam complaint" in page
+    assert '<th scope="row">2030-06-12</th>' in page  # the table behind the chart
+    assert "Gate verdicts since the servers started" in page
+    assert "Added from the mailing tools" in page and '<td class="num">7</td>' in page
+    assert '<td class="num">4</td>' in page
+    assert " style=" not in page and "<script" not in page
+
+
+def test_the_overview_of_an_empty_list_says_so(viewer: FlaskClient) -> None:
+    page = viewer.get("/admin/").get_data(as_text=True)
+    assert "The list is empty." in page and "No reconcile has run yet." in page
+    assert "0 opt-outs in all" in page

@@ -10,6 +10,6 @@ from ..runtime import Runtime
 
 def init_app(app: Flask, rt: Runtime) -> None:
     """Register the console's routes, session and headers on the app."""
-    from . import admin, site, suppressions, views  # noqa: F401  (routes register on import)
+    from . import admin, overview, site, suppressions, views  # noqa: F401  (routes register)
 
     site.init_app(app, rt)

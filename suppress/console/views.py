@@ -1,7 +1,8 @@
-"""The console's pages for everyone signed in: sign-in and out, the dashboard, one's password."""
+"""The console's pages for everyone signed in: sign-in and out, and one's own password."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import flash, redirect, request, session, url_for
@@ -15,8 +16,6 @@ from .site import bp, frame, page, runtime
 
 def lockout() -> users.Lockout:
     """The lockout rule of the configuration."""
-    from datetime import timedelta
-
     settings = frame().settings
     return users.Lockout(settings.lockout_attempts, timedelta(minutes=settings.lockout_minutes))
 
@@ -46,11 +45,6 @@ def logout() -> Any:
     auth.end()
     flash(_("You have signed out. Every session of your account has ended."))
     return redirect(url_for("console.login"), 303)
-
-
-@bp.get("/")
-def dashboard() -> Any:
-    return page("dashboard.html")
 
 
 @bp.route("/password", methods=["GET", "POST"])
