@@ -36,7 +36,9 @@ def test_stacked_bars_are_an_image_with_a_title_and_a_description_and_no_style()
     assert "Unsubscribed &lt;news&gt; 1" in svg  # escaped, with a tooltip per bar
     assert "style" not in svg and "script" not in svg
     heights = sorted(float(b.get("height", 0)) for b in bars)
-    assert heights[-1] == pytest.approx(204 * 4 / 5, abs=0.1)  # 4 of a scale ending at 5
+    # The tallest column holds 5: the scale is four steps of 2, so 4 takes half the height.
+    assert ">8</text>" in svg and ">6</text>" in svg and ">0.5<" not in svg
+    assert heights[-1] == pytest.approx(204 * 4 / 8, abs=0.1)
 
 
 def test_every_colour_keeps_three_to_one_against_white() -> None:

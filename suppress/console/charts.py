@@ -76,7 +76,8 @@ def stacked_bars(
     left, right, top, bottom = 44, 8, 10, 26
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(s.values[n] for s in series) for n in range(len(labels))]
-    peak = nice_ceiling(max(totals, default=0))
+    # Four intervals of a round step: whole numbers on the axis, however small the counts.
+    peak = 4 * nice_ceiling(max(totals, default=0) / 4)
     step = plot_w / max(len(labels), 1)
     bar = max(step * 0.78, 1.0)
     out = [_open(ident, title, description, width, height)]
@@ -103,11 +104,14 @@ def stacked_bars(
                 f'fill="{escape(s.colour)}"><title>{escape(label)}: {escape(s.label)} '
                 f"{value}</title></rect>"
             )
-        if n % label_every == 0 or n == len(labels) - 1:
+        last = n == len(labels) - 1
+        if (n % label_every == 0 and len(labels) - n > label_every / 2) or last:
+            # The first and last labels keep inside the picture.
+            anchor = "end" if last and n else "start" if n == 0 else "middle"
+            x_text = left + n * step + (step if anchor == "end" else 0 if n == 0 else step / 2)
             out.append(
-                f'<text x="{left + n * step + step / 2:.1f}" y="{height - 8}" '
-                f'text-anchor="middle" font-size="11" font-family="{FONT}" '
-                f'fill="{MUTED}">{escape(label)}</text>'
+                f'<text x="{x_text:.1f}" y="{height - 8}" text-anchor="{anchor}" '
+                f'font-size="11" font-family="{FONT}" fill="{MUTED}">{escape(label)}</text>'
             )
     out.append(
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" '
@@ -122,10 +126,10 @@ def horizontal_bars(
     description: str,
     items: Sequence[tuple[str, int, str]],
     *,
-    width: int = 760,
+    width: int = 460,
 ) -> Markup:
     """One bar per (label, value, colour), its value written beside it."""
-    row, left, right = 30, 170, 70
+    row, left, right = 30, 160, 70
     height = row * max(len(items), 1) + 8
     peak = max((value for _label, value, _colour in items), default=0) or 1
     out = [_open(ident, title, description, width, height)]
