@@ -28,7 +28,6 @@ from flask import (
     url_for,
 )
 from flask_babel import get_locale
-from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
@@ -220,6 +219,3 @@ def init_app(app: Flask, rt: Runtime) -> None:
     )
     app.add_template_filter(local_time, "local")
     app.register_blueprint(bp)
-
-
-__all__ = ["bp", "frame", "init_app", "page", "runtime", "stream_page", "_"]
