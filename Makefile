@@ -69,9 +69,10 @@ translations: install-test
 		--width=100 --ignore-pot-creation-date
 	$(BIN)/pybabel compile -d suppress/translations --statistics
 
-# Re-take docs/unsubscribe-*.png with the real-browser test (Debian's /usr/bin/chromium).
+# Re-take docs/unsubscribe-*.png, preferences-*.png and console-*.png with the real-browser
+# tests (Debian's /usr/bin/chromium).
 screenshots: install-test
-	SUPPRESS_SCREENSHOTS=docs $(BIN)/pytest -q tests/test_browser.py -k sqlite
+	SUPPRESS_SCREENSHOTS=docs $(BIN)/pytest -q tests/test_browser.py tests/test_console_browser.py -k sqlite
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,7 +9,7 @@ from flask import Flask
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app: configuration, database, key ring, blueprints, error rendering."""
-    from . import api, contract, health, logs, metrics, pages, ratelimit, receivers, web
+    from . import api, console, contract, health, logs, metrics, pages, ratelimit, receivers, web
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
@@ -25,8 +25,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(receivers.bp)
     settings = rt.config.settings
     pages.init_app(app, settings.pages)
+    console.init_app(app, rt)
     ratelimit.init_app(
-        app, settings.ratelimit, pages=pages.bp, api=api.bp, api_key=api.rate_limit_key
+        app,
+        settings.ratelimit,
+        pages=pages.bp,
+        api=api.bp,
+        api_key=api.rate_limit_key,
+        login="console.login",
     )
     web.init_app(app)
     contract.init_app(app)

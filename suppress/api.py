@@ -728,7 +728,7 @@ def list_jobs(query: c.JobsQuery) -> Any:
     ),
 )
 def run_job(name: str) -> Any:
-    outcome = jobs.run_manual(runtime(), name)
+    outcome = jobs.run_manual(runtime(), name, requested_by=g.principal.actor)
     return jsonify({"run": outcome.run})
 
 

@@ -220,6 +220,24 @@ def page(
     return list(session.scalars(query.order_by(AuditEvent.id).limit(max(1, min(limit, MAX_PAGE)))))
 
 
+def latest(
+    session: Session, *, before: int | None = None, limit: int = 50, action: str | None = None
+) -> list[AuditEvent]:
+    """Events with id < before (or the newest ones), newest first, at most limit."""
+    query = select(AuditEvent)
+    if before is not None:
+        query = query.where(AuditEvent.id < min(before, 2**31 - 1))
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    limit = max(1, min(limit, MAX_PAGE))
+    return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+def actions(session: Session) -> list[str]:
+    """Every action name the trail holds, sorted."""
+    return sorted(session.scalars(select(AuditEvent.action).distinct()))
+
+
 def about(session: Session, digests: list[bytes]) -> list[AuditEvent]:
     """Every event about any of these digests, oldest first."""
     if not digests:

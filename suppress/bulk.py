@@ -268,6 +268,15 @@ class ImportTotals:
             out["invalid_lines_truncated"] = True
         return out
 
+    def absorb(self, later: ImportTotals) -> None:
+        """Add the totals of the next part of the same input (its line numbers run on)."""
+        self.received += later.received
+        self.added += later.added
+        self.existing += later.existing
+        self.invalid += later.invalid
+        room = MAX_INVALID_LINES - len(self.invalid_lines)
+        self.invalid_lines.extend(later.invalid_lines[: max(room, 0)])
+
 
 def import_lines(
     begin: Begin,
@@ -280,11 +289,13 @@ def import_lines(
     actor: str,
     csv_mode: bool = True,
     progress: Progress | None = None,
+    first_line: int = 1,
 ) -> ImportTotals:
     """Suppress every valid address of the input on a list, a batch per transaction.
 
     Idempotent: a second run adds nothing. A failure raises; batches already committed stay
-    (they are correct suppressions, and a retry counts them as existing).
+    (they are correct suppressions, and a retry counts them as existing). `first_line` is
+    the number of the first line given (an input taken a part at a time).
     """
     targeter = Targeter(ring)
     totals = ImportTotals()
@@ -306,7 +317,7 @@ def import_lines(
         if len(totals.invalid_lines) < MAX_INVALID_LINES:
             totals.invalid_lines.append({"line": number, "code": code})
 
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first_line):
         if line is TOO_LONG:
             totals.received += 1
             invalid(number, "line_too_long")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import access, addresses, apikeys, audit, bulk, clock, peppers, rights, suppressions
+from . import access, addresses, apikeys, audit, bulk, clock, peppers, rights, suppressions, users
 from . import config as config_module
 from . import jobs as job_runs
 from .errors import ErrorCode, SuppressError, Unprocessable
@@ -288,6 +288,95 @@ def keys_forget_token_secret(secret_id: str) -> None:
         f"token secret {secret_id} is no longer required; links it signed are refused by "
         "every instance that no longer holds it"
     )
+
+
+@main.group("users")
+def users_group() -> None:
+    """People who sign in to the console at /admin/ (viewer, operator, admin)."""
+
+
+def _password(from_stdin: bool) -> str:
+    """The new password: the first line of stdin, or asked twice on a terminal."""
+    password = ""
+    if from_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    elif sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        fail("give the password on stdin with --password-stdin")
+    if not password:
+        fail("the password is empty; nothing was changed")
+    return password
+
+
+@users_group.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice([r.value for r in users.PersonRole]))
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@handled
+def users_create(name: str, role: str, password_stdin: bool) -> None:
+    """Create a person's account; the password is kept only as an argon2id hash."""
+    name = users.validate_name(name)
+    password = _password(password_stdin)
+    with runtime().db.begin() as session:
+        user = users.create(
+            session,
+            name,
+            users.parse_role(role),
+            password,
+            actor=actor(),
+            now=clock.utcnow(),
+        )
+        click.echo(f"created {user.name} ({user.role.value}); sign in at /admin/login")
+
+
+@users_group.command("list")
+@handled
+def users_list() -> None:
+    """Every account: name, role, state and last sign-in (never a password)."""
+    now = clock.utcnow()
+    with runtime().db.begin(write=False) as session:
+        for user in users.list_users(session):
+            if user.disabled_at is not None:
+                state = f"disabled {user.disabled_at:%Y-%m-%d %H:%M}"
+            elif user.locked_until is not None and user.locked_until > now:
+                state = f"locked until {user.locked_until:%Y-%m-%d %H:%M} UTC"
+            else:
+                state = "active"
+            seen = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+            click.echo(f"{user.name}\t{user.role.value}\t{state}\tlast sign-in {seen}")
+
+
+@users_group.command("disable")
+@click.argument("name")
+@handled
+def users_disable(name: str) -> None:
+    """Disable an account; its sessions end at once."""
+    with runtime().db.begin() as session:
+        user = users.disable(session, name, actor=actor(), now=clock.utcnow())
+        click.echo(f"disabled {user.name}")
+
+
+@users_group.command("enable")
+@click.argument("name")
+@handled
+def users_enable(name: str) -> None:
+    """Let a disabled account sign in again."""
+    with runtime().db.begin() as session:
+        user = users.enable(session, name, actor=actor(), now=clock.utcnow())
+        click.echo(f"enabled {user.name}")
+
+
+@users_group.command("reset-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@handled
+def users_reset_password(name: str, password_stdin: bool) -> None:
+    """Set a new password; lifts a lockout and ends the account's sessions."""
+    password = _password(password_stdin)
+    with runtime().db.begin() as session:
+        user = users.reset_password(session, name, password, actor=actor(), now=clock.utcnow())
+        click.echo(f"new password set for {user.name}; their sessions have ended")
 
 
 def _target(email: str | None, domain: str | None) -> addresses.Target:
@@ -941,7 +1030,7 @@ def jobs_run(name: str) -> None:
     """Run a job now under its own run key (waits for a running one to finish)."""
     rt = runtime()
     rt.db.require_current()
-    outcome = job_runs.run_manual(rt, name)
+    outcome = job_runs.run_manual(rt, name, requested_by=actor())
     click.echo(json.dumps(outcome.run, indent=2))
     if outcome.status != "ok":
         sys.exit(1)

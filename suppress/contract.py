@@ -731,6 +731,10 @@ def operation(op: Operation) -> Callable[[F], F]:
     return wrap
 
 
+# Endpoints of the console (suppress.console): HTML for people, outside the API document.
+CONSOLE = "console."
+
+
 def operation_of(view: Any) -> Operation | None:
     return getattr(view, OPERATION, None)
 
@@ -745,7 +749,8 @@ def _path(rule: str) -> str:
 def _operations(app: Flask) -> list[tuple[str, str, Operation]]:
     found = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        # The console's pages are for people in a browser, not part of the API contract.
+        if rule.endpoint == "static" or rule.endpoint.startswith(CONSOLE):
             continue
         op = operation_of(app.view_functions[rule.endpoint])
         if op is None:

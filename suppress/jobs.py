@@ -298,8 +298,10 @@ def run_job(
     wait: float,
     now: datetime | None = None,
     clock: Callable[[], datetime] = clock.utcnow,
+    requested_by: str | None = None,
 ) -> Outcome:
-    """Run `job` under `key` at most once to completion; `now` is the body's clock."""
+    """Run `job` under `key` at most once to completion; `now` is the body's clock.
+    `requested_by` names who asked for a manual run (e.g. console:anna) in its audit event."""
     if job not in BODIES:
         raise NotFound(f"no job named {job!r}; jobs: {', '.join(NAMES)}")
     lease = Lease(rt, job, seconds=rt.config.settings.scheduler.lease_seconds, clock=clock)
@@ -336,12 +338,10 @@ def run_job(
             assert run is not None
             run.status, run.finished_at, run.lease_until = status, clock(), None
             run.summary = {**carried, **summary}
-            audit.record(
-                session,
-                "job",
-                actor=f"job:{job}",
-                detail={"job": job, "run_key": key, "status": status},
-            )
+            detail = {"job": job, "run_key": key, "status": status}
+            if requested_by is not None:
+                detail["requested_by"] = requested_by
+            audit.record(session, "job", actor=f"job:{job}", detail=detail)
             described = describe(run, clock())
         log.info("%s %s: %s", job, key, status)
         return Outcome(job, key, status, described)
@@ -349,12 +349,16 @@ def run_job(
         lease.release()
 
 
-def run_manual(rt: Runtime, job: str, *, now: datetime | None = None) -> Outcome:
+def run_manual(
+    rt: Runtime, job: str, *, now: datetime | None = None, requested_by: str | None = None
+) -> Outcome:
     """A manual run: its own run key, and it waits for the lease rather than skip."""
     if job not in BODIES:
         raise NotFound(f"no job named {job!r}; jobs: {', '.join(NAMES)}")
     wait = rt.config.settings.scheduler.lease_wait_seconds
-    outcome = run_job(rt, job, manual_key(clock.utcnow()), wait=wait, now=now)
+    outcome = run_job(
+        rt, job, manual_key(clock.utcnow()), wait=wait, now=now, requested_by=requested_by
+    )
     if outcome.status == "busy":
         raise JobBusy(f"job {job} is still running elsewhere; try again later")
     return outcome
@@ -381,6 +385,12 @@ def list_runs(session: Session, *, job: str | None = None, limit: int = 50) -> l
         query = query.where(JobRun.job == job)
     now = clock.utcnow()
     return [describe(run, now) for run in session.scalars(query).all()]
+
+
+def run_by_id(session: Session, run_id: int) -> dict[str, Any] | None:
+    """One run of the ledger with its summary, or None."""
+    run = session.get(JobRun, run_id) if 0 < run_id < 2**31 else None
+    return describe(run, clock.utcnow()) if run is not None else None
 
 
 def last_success(session: Session, job: str) -> JobRun | None:

@@ -71,6 +71,22 @@ def webhook(provider: str, outcome: str, counts: dict[str, int] | None = None) -
             WEBHOOK_EVENTS.labels(provider, result).inc(number)
 
 
+def verdict_totals(registry: CollectorRegistry) -> dict[str, dict[str, int]]:
+    """Gate verdicts since the servers started, as /metrics shows them: single checks and
+    bulk filter answers, each by verdict (allowed, suppressed)."""
+    families = {"suppress_checks": "checks", "suppress_filter_addresses": "filtered"}
+    totals = {kind: {"allowed": 0, "suppressed": 0} for kind in families.values()}
+    for family in registry.collect():
+        kind = families.get(family.name)
+        if kind is None:
+            continue
+        for sample in family.samples:
+            verdict = sample.labels.get("verdict")
+            if sample.name.endswith("_total") and verdict in totals[kind]:
+                totals[kind][verdict] += int(sample.value)
+    return totals
+
+
 class DatabaseCollector(Collector):
     """Gauges read from the database at scrape time (cached): suppressions by reason."""
 

@@ -1,5 +1,5 @@
-"""Typed tables of the suppression list, the audit trail, API keys, job runs, idempotency and
-the register of data-subject requests."""
+"""Typed tables of the suppression list, the audit trail, API keys, job runs, idempotency,
+the register of data-subject requests and the console's people."""
 
 from __future__ import annotations
 
@@ -87,6 +87,14 @@ class Role(enum.StrEnum):
 
     mailer = "mailer"
     recorder = "recorder"
+    admin = "admin"
+
+
+class PersonRole(enum.StrEnum):
+    """What a person may do in the console (DESIGN §12); each includes the ones before it."""
+
+    viewer = "viewer"
+    operator = "operator"
     admin = "admin"
 
 
@@ -313,3 +321,33 @@ class SubjectRequest(Base):
     )
     registered_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, comment="UTC")
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the console (DESIGN §12), apart from API keys."""
+
+    __tablename__ = "console_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, comment="the sign-in name")
+    role: Mapped[PersonRole] = mapped_column(_enum(PersonRole, "person_role"))
+    password_hash: Mapped[str] = mapped_column(
+        String(255), comment="argon2id PHC string (salted); the password is not kept"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    disabled_at: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, comment="UTC; a disabled person cannot sign in"
+    )
+    failed_logins: Mapped[int] = mapped_column(
+        Integer, default=0, comment="wrong passwords in a row since the last sign-in or lock"
+    )
+    locked_until: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, comment="UTC; no sign-in until then (too many wrong passwords)"
+    )
+    session_epoch: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        comment="bumped on logout, disable and password change: older sessions stop working",
+    )
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, comment="UTC")

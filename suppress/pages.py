@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from babel import Locale
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from flask_babel import Babel, get_locale
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -51,12 +51,16 @@ def _runtime() -> Runtime:
 
 
 def select_language() -> str:
-    """The visitor's language: the switch (?lang=) first, then Accept-Language, else default."""
+    """The visitor's language: the switch (?lang=) first, then one the console's session
+    remembers, then Accept-Language, else the default."""
     pages = _settings()
     codes = [code for code, _name in pages.languages]
     chosen = request.args.get("lang", "")
     if chosen in codes:
         return chosen
+    remembered = g.get("language")
+    if remembered in codes:
+        return str(remembered)
     return request.accept_languages.best_match(codes, default=pages.default_language) or ""
 
 

@@ -1,4 +1,5 @@
-"""Rate limits (Flask-Limiter): per client IP on the public pages, per API key on /v1."""
+"""Rate limits (Flask-Limiter): per client IP on the public pages and the console's sign-in,
+per API key on /v1."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def init_app(
     pages: Blueprint,
     api: Blueprint,
     api_key: Callable[[], str | None],
+    login: str | None = None,
 ) -> Limiter:
     """Attach the limiter: one shared budget per client IP for all public pages, one per key.
 
@@ -96,6 +98,12 @@ def init_app(
     limiter.shared_limit(settings.pages, scope="pages")(pages)
     # One budget across every /v1 route (not one per route), as for the pages.
     limiter.shared_limit(settings.api, scope="api", key_func=api_identity)(api)
+    if login is not None:
+        # Sign-in attempts per client IP, whichever accounts they name: the per-account
+        # lockout (suppress.users) stops guessing one password, this stops trying many
+        # accounts. The view is registered already: wrap it where the app keeps it.
+        decorate: Any = limiter.limit(settings.login, methods=["POST"], scope="login")
+        app.view_functions[login] = decorate(app.view_functions[login])
 
     @app.after_request
     def retry_after(response: Response) -> Response:

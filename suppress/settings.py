@@ -170,9 +170,20 @@ class PagesSettings(Section):
         return value
 
 
+class ConsoleSettings(Section):
+    """[console]: sessions, lockout and uploads of the console for people (DESIGN §12)."""
+
+    idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_hours: int = Field(default=8, ge=1, le=7 * 24)
+    lockout_attempts: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
+    import_max_bytes: int = Field(default=104857600, ge=1024, le=2**40)
+
+
 class RateLimitSettings(Section):
     pages: str = "120 per minute"
     api: str = "1000 per second"
+    login: str = "10 per minute"
     storage_url: str = "memory://"
     enabled: bool = True
 
@@ -187,7 +198,7 @@ class RateLimitSettings(Section):
             )
         return value
 
-    @field_validator("pages", "api")
+    @field_validator("pages", "api", "login")
     @classmethod
     def _is_rate(cls, value: str) -> str:
         from limits import parse_many
@@ -561,6 +572,7 @@ class Settings(Section):
     metrics: MetricsSettings = MetricsSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     pages: PagesSettings = PagesSettings()
+    console: ConsoleSettings = ConsoleSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
