@@ -129,6 +129,12 @@ class KeyCache:
             self._keys.clear()  # rare: more live keys than this; start over
         self._keys[token_hash] = (now + self.seconds, principal)
 
+    def forget(self, key_id: int) -> None:
+        """Drop a key revoked by this process: here the revocation takes effect at once."""
+        for token_hash, (_until, principal) in list(self._keys.items()):
+            if principal.id == key_id:
+                self._keys.pop(token_hash, None)
+
     def touched(self, token_hash: str, principal: Principal) -> None:
         """Keep the cached key's last use current, so one touch a minute stays one."""
         found = self._keys.get(token_hash)

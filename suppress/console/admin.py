@@ -130,9 +130,11 @@ def key_create() -> Any:
 @bp.post("/keys/<int:key_id>/revoke")
 @requires(PersonRole.admin)
 def key_revoke(key_id: int) -> Any:
-    with runtime().db.begin() as db:
+    rt = runtime()
+    with rt.db.begin() as db:
         key = apikeys.revoke(db, key_id, actor=auth.person().actor)
         flash(_("The key %(name)s is revoked: it no longer works.", name=key.name))
+    rt.keys.forget(key_id)  # other instances honour it within apikeys.CACHE_SECONDS
     return redirect(url_for("console.keys"), 303)
 
 
