@@ -32,7 +32,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         pages=pages.bp,
         api=api.bp,
         api_key=api.rate_limit_key,
-        login="console.login",
+        login=("console.login", "console.password"),
     )
     web.init_app(app)
     contract.init_app(app)

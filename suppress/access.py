@@ -46,6 +46,7 @@ def lookup(
     zone: ZoneInfo,
     reference: str | None = None,
     now: datetime | None = None,
+    download: bool = False,
 ) -> dict[str, Any]:
     """Digests, suppression rows, data-subject requests and audit events about an address,
     for its data subject.
@@ -53,7 +54,9 @@ def lookup(
     Domain suppressions that cover the address are included (they decide its verdicts).
     The lookup itself is recorded, with the request's reference (a ticket number), so the
     trail shows who accessed whose data and when a request was answered. `zone` is the
-    compliance time zone the requests' deadlines are kept in.
+    compliance time zone the requests' deadlines are kept in. `download` marks a lookup
+    whose answer left as a file (a copy handed over for a portability request) rather
+    than shown on a page.
     """
     now = now or clock.utcnow()
     # An answer that leaves out rows under a pepper we lack would tell a person nothing is
@@ -100,6 +103,7 @@ def lookup(
             "events": len(events),
             "requests": len(requests),
             "reference": reference,
+            **({"download": True} if download else {}),
         },
         at=now,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Blueprint, Flask, Response
@@ -64,7 +64,7 @@ def init_app(
     pages: Blueprint,
     api: Blueprint,
     api_key: Callable[[], str | None],
-    login: str | None = None,
+    login: Sequence[str] = (),
 ) -> Limiter:
     """Attach the limiter: one shared budget per client IP for all public pages, one per key.
 
@@ -98,12 +98,13 @@ def init_app(
     limiter.shared_limit(settings.pages, scope="pages")(pages)
     # One budget across every /v1 route (not one per route), as for the pages.
     limiter.shared_limit(settings.api, scope="api", key_func=api_identity)(api)
-    if login is not None:
-        # Sign-in attempts per client IP, whichever accounts they name: the per-account
-        # lockout (suppress.users) stops guessing one password, this stops trying many
-        # accounts. The view is registered already: wrap it where the app keeps it.
-        decorate: Any = limiter.limit(settings.login, methods=["POST"], scope="login")
-        app.view_functions[login] = decorate(app.view_functions[login])
+    # Password attempts per client IP (signing in, and a change of one's own password, which
+    # also asks for the current one), one budget whichever accounts they name: the
+    # per-account lockout (suppress.users) stops guessing one password, this stops trying
+    # many accounts. The views are registered already: wrap them where the app keeps them.
+    decorate: Any = limiter.shared_limit(settings.login, scope="login", methods=["POST"])
+    for endpoint in login:
+        app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
 
     @app.after_request
     def retry_after(response: Response) -> Response:

@@ -54,6 +54,10 @@ class PasswordRefused(InvalidRequest):
         self.problem = problem
 
 
+class LastAdmin(InvalidRequest):
+    """Disabling this account would leave no administrator who can sign in."""
+
+
 def validate_name(value: str) -> str:
     """A sign-in name, lowercased, or InvalidRequest."""
     name = value.strip().lower()
@@ -177,7 +181,7 @@ def authenticate(
     """Check a sign-in; counts wrong passwords and locks the account after too many.
 
     Returns rather than raises, so that the caller commits the count of a wrong password.
-    A locked or disabled account is refused without looking at the password.
+    A locked or disabled account is refused whatever the password, after the same work.
     """
     try:
         name = validate_name(name)
@@ -188,33 +192,42 @@ def authenticate(
         _verify(_decoy(), password)
         return Login(None, "unknown")
     if user.disabled_at is not None:
+        # Verify against the decoy all the same: a refusal that came back faster would
+        # tell which accounts are disabled or locked.
+        _verify(_decoy(), password)
         return Login(None, "disabled")
     if user.locked_until is not None and user.locked_until > now:
+        _verify(_decoy(), password)
         return Login(None, "locked")
     if not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins < lockout.attempts:
-            return Login(None, "wrong")
-        user.failed_logins = 0
-        user.locked_until = now + lockout.duration
-        audit.record(
-            session,
-            "console_lockout",
-            actor="console",
-            detail={
-                "user": user.name,
-                "attempts": lockout.attempts,
-                "locked_until": user.locked_until.isoformat(timespec="seconds") + "Z",
-            },
-            at=now,
-        )
-        return Login(None, "locked", locked_now=True)
+        return _wrong(session, user, now=now, lockout=lockout)
     if _hasher().check_needs_rehash(user.password_hash):
         user.password_hash = _hasher().hash(password)
     user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     session.flush()
     audit.record(session, "console_login", actor=f"console:{user.name}", at=now)
     return Login(_person(user))
+
+
+def _wrong(session: Session, user: ConsoleUser, *, now: datetime, lockout: Lockout) -> Login:
+    """Count a wrong password; the one that reaches the limit locks the account (audited)."""
+    user.failed_logins += 1
+    if user.failed_logins < lockout.attempts:
+        return Login(None, "wrong")
+    user.failed_logins = 0
+    user.locked_until = now + lockout.duration
+    audit.record(
+        session,
+        "console_lockout",
+        actor="console",
+        detail={
+            "user": user.name,
+            "attempts": lockout.attempts,
+            "locked_until": user.locked_until.isoformat(timespec="seconds") + "Z",
+        },
+        at=now,
+    )
+    return Login(None, "locked", locked_now=True)
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -256,7 +269,7 @@ def disable(session: Session, name: str, *, actor: str, now: datetime) -> Consol
             .where(ConsoleUser.role == PersonRole.admin, ConsoleUser.disabled_at.is_(None))
         )
         if (admins or 0) <= 1:
-            raise InvalidRequest(
+            raise LastAdmin(
                 f"{user.name!r} is the last admin who can sign in: create another admin first"
             )
     user.disabled_at = now
@@ -291,17 +304,40 @@ def reset_password(
 
 
 def change_password(
-    session: Session, person: Person, current_password: str, new_password: str, *, now: datetime
-) -> Person | None:
-    """A person's own change: None when the current password is wrong. Other sessions of
-    the person end; the returned Person carries the new epoch for the session that asked."""
-    user = session.get(ConsoleUser, person.id)
-    if user is None or not _verify(user.password_hash, current_password):
-        return None
-    validate_password(new_password, user.name)
+    session: Session,
+    person: Person,
+    current_password: str,
+    new_password: str,
+    *,
+    now: datetime,
+    lockout: Lockout,
+) -> Login:
+    """A person's own change of password, given the current one.
+
+    The new password is checked against the rules first, so that a refusal of it never
+    says whether the current one was right. A wrong current password counts toward the
+    account's lockout exactly as a wrong sign-in does; the one that locks it also ends every
+    session of the account (whoever holds a session cannot go on guessing). On success the
+    other sessions end, and the returned Person carries the new epoch for the one that asked.
+    """
+    validate_password(new_password, person.name)
+    user = session.get(ConsoleUser, person.id, with_for_update=True)
+    if user is None or user.disabled_at is not None:
+        _verify(_decoy(), current_password)
+        return Login(None, "disabled")
+    if user.locked_until is not None and user.locked_until > now:
+        _verify(_decoy(), current_password)
+        _end_sessions(user)
+        return Login(None, "locked")
+    if not _verify(user.password_hash, current_password):
+        outcome = _wrong(session, user, now=now, lockout=lockout)
+        if outcome.locked_now:
+            _end_sessions(user)
+        return outcome
     user.password_hash = _hasher().hash(new_password)
     user.password_changed_at = now
+    user.failed_logins = 0
     _end_sessions(user)
     session.flush()
     audit.record(session, "user_password_change", actor=person.actor, at=now)
-    return _person(user)
+    return Login(_person(user))

@@ -746,3 +746,133 @@ def test_the_overview_of_an_empty_list_says_so(viewer: FlaskClient) -> None:
     page = viewer.get("/admin/").get_data(as_text=True)
     assert "The list is empty." in page and "No reconcile has run yet." in page
     assert "0 opt-outs in all" in page
+
+
+# --- guessing through the password page, names by case, what a download records ---------------
+
+
+def test_wrong_current_passwords_count_toward_the_lockout_and_end_the_session(
+    app: Flask, viewer: FlaskClient, rt: Runtime
+) -> None:
+    other = signed_in(app, "vera")
+    new = "my own new passphrase"
+    for _ in range(4):
+        wrong = post(viewer, "/admin/password", {"current": "guess", "new": new, "repeat": new})
+        assert wrong.status_code == 400 and "locked for 15 minutes" in wrong.get_data(True)
+    assert viewer.get("/admin/").status_code == 200
+    locked = post(viewer, "/admin/password", {"current": "guess", "new": new, "repeat": new})
+    assert locked.status_code == 303 and locked.headers["Location"] == "/admin/login"
+    page = viewer.get("/admin/login").get_data(as_text=True)
+    assert "Too many wrong passwords: your account is locked" in page
+    assert viewer.get("/admin/").status_code == 303 and other.get("/admin/").status_code == 303
+    (lock,) = events(rt, "console_lockout")
+    assert lock.detail["user"] == "vera"
+    assert sign_in(english(app), "vera").status_code == 200  # the right password waits too
+    assert events(rt, "user_password_change") == []
+
+
+def test_a_new_password_is_judged_before_the_current_one_is_checked(
+    viewer: FlaskClient, rt: Runtime
+) -> None:
+    from suppress.models import ConsoleUser
+
+    for current in ("guess", PASSWORD):
+        short = post(viewer, "/admin/password", {"current": current, "new": "x", "repeat": "x"})
+        assert short.status_code == 400 and "at least 12 characters" in short.get_data(True)
+    with rt.db.begin(write=False) as session:
+        vera = session.scalars(select(ConsoleUser).where(ConsoleUser.name == "vera")).one()
+        assert vera.failed_logins == 0
+
+
+def test_password_changes_share_the_sign_in_budget_of_the_client_address(
+    admin: FlaskClient, people: None
+) -> None:
+    # The admin's own sign-in was the first of the ten a minute; another browser, same address.
+    stranger = english(admin.application)
+    assert [sign_in(stranger, f"nobody{n}", "x").status_code for n in range(9)] == [200] * 9
+    new = "my own new passphrase"
+    answer = post(admin, "/admin/password", {"current": "guess", "new": new, "repeat": new})
+    assert answer.status_code == 429
+
+
+def test_a_locked_or_disabled_account_costs_a_password_hash_all_the_same(
+    rt: Runtime, people: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified: list[str] = []
+    real = users._verify
+
+    def counting(password_hash: str, password: str) -> bool:
+        verified.append(password_hash)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(users, "_verify", counting)
+    now, rule = clock.utcnow(), users.Lockout()
+    with rt.db.begin() as session:
+        users.disable(session, "olle", actor="test", now=now)
+    with rt.db.begin() as session:
+        assert users.authenticate(session, "olle", PASSWORD, now=now, lockout=rule).refused == (
+            "disabled"
+        )
+    for _ in range(rule.attempts):
+        with rt.db.begin() as session:
+            users.authenticate(session, "vera", "guess", now=now, lockout=rule)
+    with rt.db.begin() as session:
+        assert users.authenticate(session, "vera", PASSWORD, now=now, lockout=rule).refused == (
+            "locked"
+        )
+    assert len(verified) == 1 + rule.attempts + 1
+
+
+def test_a_name_in_another_case_is_still_ones_own_and_a_bad_name_is_no_last_admin(
+    admin: FlaskClient, rt: Runtime
+) -> None:
+    own = post(admin, "/admin/people/ADA/disable", {})
+    assert own.status_code == 422 and "your own account" in own.get_data(True)
+    assert admin.get("/admin/").status_code == 200
+    bad = post(admin, "/admin/people/no%40one/disable", {})
+    assert bad.status_code == 400 and "last administrator" not in bad.get_data(True)
+    unknown = post(admin, "/admin/people/nobody/disable", {})
+    assert unknown.status_code == 404
+    assert events(rt, "user_disable") == []
+
+
+def test_a_download_is_recorded_as_a_download(operator: FlaskClient, rt: Runtime) -> None:
+    post(operator, "/admin/lookup", {"value": EMAIL, "reference": "DSR-7"})
+    post(operator, "/admin/lookup/download", {"value": EMAIL, "reference": "DSR-7"})
+    shown, downloaded = events(rt, "lookup")
+    assert "download" not in shown.detail
+    assert downloaded.detail["download"] is True and downloaded.detail["reference"] == "DSR-7"
+
+
+def test_an_import_is_summed_up_in_one_event_and_its_progress_counts_what_it_received(
+    operator: FlaskClient, rt: Runtime
+) -> None:
+    body = b"ana@example.se\n\n\nbo@example.se\nnot an address\n"
+    answer = post(
+        operator,
+        "/admin/import",
+        {
+            "file": (io.BytesIO(body), "list.txt"),
+            "format": "plain",
+            "list": "news",
+            "reason": "unsubscribe",
+            "source": "fair",
+        },
+        content_type="multipart/form-data",
+    )
+    text = answer.get_data(as_text=True)
+    progress = re.findall(r"<li>(\d+) lines read", text)
+    final = re.search(r"(\d+) lines read: 2 added", text.split('id="done"')[1])
+    assert final is not None and progress == [final.group(1)] == ["3"]
+    (summary,) = events(rt, "console_import")
+    assert summary.actor == "console:olle"
+    assert summary.detail == {
+        "list": "news",
+        "reason": "unsubscribe",
+        "source": "fair",
+        "received": 3,
+        "added": 2,
+        "existing": 0,
+        "invalid": 1,
+        "finished": True,
+    }

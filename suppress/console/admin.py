@@ -189,12 +189,13 @@ def person_create() -> Any:
 @bp.post("/people/<name>/disable")
 @requires(PersonRole.admin)
 def person_disable(name: str) -> Any:
-    if name == auth.person().name:
+    # Names are kept lowercased: compare the same way, so ADA is ada.
+    if name.strip().lower() == auth.person().name:
         return _people_page(422, error=_("You cannot disable your own account."))
     try:
         with runtime().db.begin() as db:
             users.disable(db, name, actor=auth.person().actor, now=clock.utcnow())
-    except InvalidRequest:
+    except users.LastAdmin:
         return _people_page(422, error=_("The last administrator cannot be disabled."))
     flash(_("%(name)s can no longer sign in; their sessions have ended.", name=name))
     return redirect(url_for("console.people"), 303)

@@ -18,14 +18,14 @@ from typing import Any
 from flask import Response, flash, redirect, request, url_for
 from flask_babel import gettext as _
 
-from .. import access, addresses, bulk, clock, suppressions
+from .. import access, addresses, audit, bulk, clock, suppressions
 from ..addresses import Target
 from ..errors import InvalidEmail, InvalidList, NotFound, SuppressError
 from ..models import GLOBAL_LIST, PersonRole, Reason
 from ..suppressions import MAX_TEXT, READER_SOURCES
 from . import auth
 from .auth import requires
-from .site import bp, page, runtime, stream_page
+from .site import bp, log, page, runtime, stream_page
 
 # An import reports its progress after each step of this many lines.
 IMPORT_STEP = bulk.IMPORT_BATCH
@@ -137,7 +137,7 @@ def lookup() -> Any:
 @bp.post("/lookup/download")
 @requires(PersonRole.operator)
 def lookup_download() -> Any:
-    form, found, target = _lookup()
+    form, found, target = _lookup(download=True)
     if found is None or target is None:
         return page("lookup.html", 422, form=form)
     body = json.dumps({"email": form.values["value"], **found}, indent=2, ensure_ascii=False)
@@ -150,8 +150,9 @@ def lookup_download() -> Any:
     )
 
 
-def _lookup() -> tuple[Form, dict[str, Any] | None, Target | None]:
-    """Everything kept about the posted address, recorded as /v1/lookup records it."""
+def _lookup(*, download: bool = False) -> tuple[Form, dict[str, Any] | None, Target | None]:
+    """Everything kept about the posted address, recorded as /v1/lookup records it (a
+    download marked as one)."""
     form = Form("value", "reference")
     reference = form.text("reference", required=False)
     target = form.target()
@@ -165,6 +166,7 @@ def _lookup() -> tuple[Form, dict[str, Any] | None, Target | None]:
             actor=auth.person().actor,
             zone=rt.config.settings.compliance.zone,
             reference=reference or None,
+            download=download,
         )
     return form, found, target
 
@@ -298,7 +300,30 @@ def import_run() -> Any:
             run.done = True
         finally:
             spool.close()
+            _record_import(run, list_name, reason, source, actor)
 
     return stream_page(
         "import_run.html", steps=steps(), run=run, list=list_name, reason=reason, source=source
     )
+
+
+def _record_import(run: ImportRun, list_name: str, reason: Reason, source: str, actor: str) -> None:
+    """One event for the whole import, finished or not (each row has its own `add` event):
+    how far it got, and whether it stopped early (a failure, or the page closed)."""
+    totals = run.totals
+    detail = {
+        "list": list_name,
+        "reason": reason.value,
+        "source": source,
+        "received": totals.received,
+        "added": totals.added,
+        "existing": totals.existing,
+        "invalid": totals.invalid,
+        "finished": run.done,
+        **({"failure": str(run.failure)} if run.failure else {}),
+    }
+    try:
+        with runtime().db.begin() as db:
+            audit.record(db, "console_import", actor=actor, detail=detail, at=clock.utcnow())
+    except Exception:  # the rows are in; a missing summary must not turn into an error page
+        log.exception("could not record the import's summary")

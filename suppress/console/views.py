@@ -56,11 +56,20 @@ def password() -> Any:
         return page("password.html", 400, error=_("The two new passwords differ."))
     try:
         with runtime().db.begin() as db:
-            changed = users.change_password(db, auth.person(), current, new, now=clock.utcnow())
+            outcome = users.change_password(
+                db, auth.person(), current, new, now=clock.utcnow(), lockout=lockout()
+            )
     except users.PasswordRefused as exc:
         return page("password.html", 400, error=password_problem(exc))
-    if changed is None:
-        return page("password.html", 400, error=_("Your current password is not right."))
+    if outcome.refused in ("locked", "disabled"):
+        # Too many wrong current passwords: the account is locked and its sessions ended.
+        auth.end()
+        session["ended"] = "locked"
+        return redirect(url_for("console.login"), 303)
+    if outcome.person is None:
+        error = _("Your current password is not right.")
+        return page("password.html", 400, error=error, rule=lockout())
+    changed = outcome.person
     auth.renew(changed)
     flash(_("Your password is changed. Other sessions of your account have ended."))
     return redirect(url_for("console.dashboard"), 303)
