@@ -346,7 +346,7 @@ def http_error(exc: HTTPException) -> Response:
     body, status = page("problem.html", status, problem=problem)
     response = Response(body, status=status, mimetype="text/html")
     for name, value in exc.get_headers():
-        if name.lower() == "allow":
+        if name.lower() in ("allow", "retry-after"):
             response.headers[name] = value
     return response
 

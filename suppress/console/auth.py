@@ -19,7 +19,8 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, g, request, session
+from flask import Flask, Request, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from .. import clock, users
 from ..errors import ErrorCode, Forbidden, SuppressError
@@ -49,9 +50,20 @@ def session_keys(token_secrets: Sequence[str]) -> list[str]:
     return [hmac.new(s.encode(), LABEL, hashlib.sha256).hexdigest() for s in token_secrets]
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, opened only under /admin: the cookie is sent nowhere
+    else, so every other request (the gate's above all) skips reading it."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith("/admin"):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def configure(app: Flask, settings: ConsoleSettings, base_url: str, secrets: Sequence[str]) -> None:
     """Flask's session: the console's cookie, signed with a key derived from the secrets."""
     keys = session_keys(secrets)
+    app.session_interface = ConsoleSessions()
     app.config.update(
         SECRET_KEY=keys[0],
         SECRET_KEY_FALLBACKS=keys[1:],
