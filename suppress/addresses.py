@@ -173,6 +173,7 @@ class KeyRing:
         # states. Copying plain SHA-256 states is much cheaper than copying an hmac object
         # under OpenSSL 3, and the bulk paths compute millions of these.
         self._pads = {key_id: _pads(key) for key_id, key in ring}
+        self._pad_list = [self._pads[key_id] for key_id in self.key_ids]
 
     def _digest(self, key_id: str, message: str) -> bytes:
         inner_pad, outer_pad = self._pads[key_id]
@@ -202,6 +203,19 @@ class KeyRing:
         """HMAC(pepper, "f:pepper-check") per pepper: tells two different peppers under one
         id apart, and is computed from no address."""
         return [(k, self._digest(k, "f:pepper-check")) for k in self.key_ids]
+
+    def address_values(self, normalized: str) -> tuple[bytes, ...]:
+        """The address's digest under every key, active first, as bytes alone: the values
+        of address_digests without their key ids, for the bulk paths."""
+        message = f"a:{SCHEME}:{normalized}".encode()
+        values = []
+        for inner_pad, outer_pad in self._pad_list:
+            inner = inner_pad.copy()
+            inner.update(message)
+            outer = outer_pad.copy()
+            outer.update(inner.digest())
+            values.append(outer.digest())
+        return tuple(values)
 
     def address_digests(self, normalized: str) -> list[Digest]:
         """The address's digest under every key, active first."""
@@ -251,18 +265,37 @@ class Targeter:
         self.ring = ring
         self._max = max_domains
         self._domains: dict[str, tuple[tuple[Digest, ...], ...]] = {}
+        self._flat: dict[str, tuple[bytes, ...]] = {}
 
-    def target(self, raw: str) -> Target:
-        """Normalize an address (InvalidEmail if it is not one) and return its Target."""
-        normalized = normalize(raw)
-        domain = domain_of(normalized)
+    def _groups(self, domain: str) -> tuple[tuple[Digest, ...], ...]:
         groups = self._domains.get(domain)
         if groups is None:
             if len(self._domains) >= self._max:
                 self._domains.clear()  # bounded memory; a long tail of domains just recomputes
             groups = tuple(tuple(self.ring.domain_digests(d)) for d in domain_and_parents(domain))
             self._domains[domain] = groups
+        return groups
+
+    def target(self, raw: str) -> Target:
+        """Normalize an address (InvalidEmail if it is not one) and return its Target."""
+        normalized = normalize(raw)
+        groups = self._groups(domain_of(normalized))
         return Target("address", tuple(self.ring.address_digests(normalized)), groups)
+
+    def values(self, raw: str) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """Every digest that could suppress an address, as bytes: the address's under every
+        key, then those of its domain and parents (the same tuple for every address of a
+        domain). InvalidEmail if it is not an address. target() gives the same digests with
+        their key ids and kinds, for the few addresses a suppression matches."""
+        normalized = normalize(raw)
+        domain = domain_of(normalized)
+        flat = self._flat.get(domain)
+        if flat is None:
+            if len(self._flat) >= self._max:
+                self._flat.clear()
+            flat = tuple(d.value for group in self._groups(domain) for d in group)
+            self._flat[domain] = flat
+        return self.ring.address_values(normalized), flat
 
 
 def domain_target(ring: KeyRing, raw: str) -> Target:

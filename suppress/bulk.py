@@ -170,14 +170,26 @@ def filter_lines(
     targeter = Targeter(ring)
     totals = FilterTotals()
     rekeyer = _Rekeyer(begin, ring, actor)
-    batch: list[tuple[bytes, Target]] = []
+    key_ids = set(ring.key_ids)
+    # Each recipient as its line, its text and its digests as bytes; the full Target (key ids,
+    # kinds) is built only for the few that a row matches.
+    batch: list[tuple[bytes, str, tuple[bytes, ...], tuple[bytes, ...]]] = []
 
     def run_batch() -> None:
+        wanted: set[bytes] = set()
+        domains: dict[int, tuple[bytes, ...]] = {}
+        for _line, _text, own, domain in batch:
+            wanted.update(own)
+            domains[id(domain)] = domain  # one tuple per domain: add its digests once
+        for domain in domains.values():
+            wanted.update(domain)
         with begin(write=False) as session:
-            verdicts = suppressions.check_many(
-                session, [t for _, t in batch], list_name, now=clock.utcnow()
-            )
-        for (line, _), verdict in zip(batch, verdicts, strict=True):
+            found = suppressions.rows_for(session, wanted, key_ids, list_name, now=clock.utcnow())
+        for line, text, own, domain in batch:
+            if found and (any(d in found for d in own) or any(d in found for d in domain)):
+                verdict = suppressions.verdict_of(targeter.target(text), found)
+            else:
+                verdict = suppressions.ALLOWED
             if verdict.allowed:
                 out.write(line + b"\n")
                 totals.allowed += 1
@@ -195,12 +207,13 @@ def filter_lines(
             continue
         totals.checked += 1
         try:
-            batch.append((line, targeter.target(text)))
+            own, domain = targeter.values(text)
         except InvalidEmail:
             totals.invalid += 1
             if progress:
                 progress(1)
             continue
+        batch.append((line, text, own, domain))
         if len(batch) >= FILTER_BATCH:
             run_batch()
     if batch:

@@ -230,27 +230,41 @@ def check_many(
     """
     if not targets:
         return []
-    require_peppers(session, {d.key_id for d in targets[0].digests})
     wanted: set[bytes] = set()
     for target in targets:
         wanted.update(d.value for d in target.digests)
         for group in target.domain_digests:
             wanted.update(d.value for d in group)
-    found = _rows_by_digest(
+    found = rows_for(session, wanted, {d.key_id for d in targets[0].digests}, list_name, now=now)
+    if not found:
+        return [ALLOWED] * len(targets)
+    return [verdict_of(target, found) for target in targets]
+
+
+def rows_for(
+    session: Session | Connection,
+    digests: Iterable[bytes],
+    key_ids: set[str],
+    list_name: str,
+    *,
+    now: datetime,
+) -> dict[bytes, list[Found]]:
+    """The rows in force on the list (or `global`) whose digest is among `digests`, in one
+    read; PepperMissing first while any row is keyed with a pepper outside key_ids (the
+    digests were not computed under it, so such a row could be one of them)."""
+    require_peppers(session, key_ids)
+    return _rows_by_digest(
         session,
-        wanted,
+        digests,
         "list IN (?, ?) AND (expires_at IS NULL OR expires_at > ?)",
         list_name,
         GLOBAL_LIST,
         now,
     )
-    if not found:
-        return [ALLOWED] * len(targets)
-    return [_verdict(target, found) for target in targets]
 
 
-def _verdict(target: Target, found: Mapping[bytes, Sequence[Found]]) -> Verdict:
-    """The verdict for one target from the rows found by digest."""
+def verdict_of(target: Target, found: Mapping[bytes, Sequence[Found]]) -> Verdict:
+    """The verdict for one target from the rows found by digest (rows_for)."""
     matched = [r for d in target.digests for r in found.get(d.value, ()) if r.kind is Kind.address]
     for group in target.domain_digests:
         matched += [r for d in group for r in found.get(d.value, ()) if r.kind is Kind.domain]
@@ -321,7 +335,7 @@ def check_one(
             row[9],
         )
         found.setdefault(item.digest, []).append(item)
-    return _verdict(target, found) if found else ALLOWED
+    return verdict_of(target, found) if found else ALLOWED
 
 
 def check(

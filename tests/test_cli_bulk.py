@@ -77,7 +77,7 @@ def test_filter_failure_prints_nothing_and_exits_non_zero(
     from suppress import bulk
 
     calls = {"n": 0}
-    real = suppressions.check_many
+    real = suppressions.rows_for
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
@@ -86,7 +86,7 @@ def test_filter_failure_prints_nothing_and_exits_non_zero(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(bulk, "FILTER_BATCH", 1)
-    monkeypatch.setattr(suppressions, "check_many", flaky)
+    monkeypatch.setattr(suppressions, "rows_for", flaky)
     result = suppress_cli("filter", "--list", "news", input=b"a@example.se\nb@example.se\n")
     assert result.exit_code != 0
     assert result.stdout == ""
