@@ -217,6 +217,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
             event.listen(self.engine, "begin", _sqlite_begin)
             write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._query_engine = self.engine
         else:
             self.file = None
             self.engine = create_engine(
@@ -226,9 +227,20 @@ class Database:
                 max_overflow=pool_size,
                 pool_pre_ping=True,
             )
+            # The single check's statements (query()): autocommit, so a statement is its own
+            # snapshot with no BEGIN or ROLLBACK round trip, and no ping on checkout (a
+            # connection found broken is replaced and the read-only statement tried again).
+            self._query_engine = create_engine(
+                url,
+                hide_parameters=True,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                isolation_level="AUTOCOMMIT",
+            )
             write_engine = self.engine
             if statement_timeout_ms > 0:
-                event.listen(self.engine, "connect", _pg_statement_timeout(statement_timeout_ms))
+                for engine in (self.engine, self._query_engine):
+                    event.listen(engine, "connect", _pg_statement_timeout(statement_timeout_ms))
         self._write_engine = write_engine
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=write_engine, expire_on_commit=False)
@@ -263,22 +275,34 @@ class Database:
         """Rows of one read-only statement on a pooled driver connection, without a
         transaction of SQLAlchemy's (one statement reads one snapshot on both databases):
         the single check's path. `sql` uses the driver's parameter style ("?" on SQLite,
-        "%s" on PostgreSQL). Failures are Unavailable, as with begin()."""
+        "%s" on PostgreSQL). A PostgreSQL connection found closed (the server restarted)
+        is dropped and the statement run once more on a new one. Failures are Unavailable,
+        as with begin()."""
         driver_error = self.engine.dialect.loaded_dbapi.Error
         try:
             if self.file is not None:
                 self.file.check()
-            raw = self.engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                cursor.execute(sql, tuple(params))
-                rows = [tuple(row) for row in cursor.fetchall()]
-                cursor.close()
-                if self.file is not None:
-                    self.file.check()  # read from the file everyone else writes to
-                return rows
-            finally:
-                raw.close()  # back to the pool, rolled back
+            for attempt in (1, 2):
+                raw = self._query_engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute(sql, tuple(params))
+                    rows = [tuple(row) for row in cursor.fetchall()]
+                    cursor.close()
+                    break
+                except driver_error:
+                    broken = not self.is_sqlite and bool(
+                        getattr(raw.driver_connection, "closed", False)
+                    )
+                    if broken:
+                        raw.invalidate()  # never back to the pool
+                    if not broken or attempt == 2:
+                        raise
+                finally:
+                    raw.close()  # back to the pool (rolled back on SQLite; nothing to undo here)
+            if self.file is not None:
+                self.file.check()  # read from the file everyone else writes to
+            return rows
         except (DBAPIError, SQLAlchemyError, driver_error) as exc:
             raise self._unavailable(exc) from exc
 
@@ -291,6 +315,8 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (after fork, at shutdown, in tests)."""
         self.engine.dispose()
+        if self._query_engine is not self.engine:
+            self._query_engine.dispose()
 
     # --- schema -----------------------------------------------------------------------
 

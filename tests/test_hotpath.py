@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from suppress import addresses, apikeys, clock, suppressions
 from suppress.apikeys import KeyCache
@@ -73,3 +74,40 @@ def test_an_opt_out_committed_on_another_connection_is_seen_by_the_next_check(
             "/v1/check", json={"email": email, "list": "news"}, headers=bearer(tokens["mailer"])
         ).get_json()
         assert again["allowed"] is False, n
+
+
+def test_a_check_connection_the_server_closed_is_replaced_and_the_verdict_kept(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime, db_url: str, backend: str
+) -> None:
+    # The single check's connections are not pinged before use: one the server has closed
+    # (a restart, an idle timeout) is dropped and the statement run again on a new one, so
+    # the answer is still the verdict, never a 503 and never "allowed" by mistake.
+    add = client.post(
+        "/v1/suppressions",
+        json={"email": "gone@example.se", "list": "news", "reason": "unsubscribe"},
+        headers=bearer(tokens["recorder"]),
+    )
+    assert add.status_code == 201
+    for _ in range(3):
+        if backend == "postgresql":
+            raw = rt.db._query_engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute("SELECT pg_backend_pid()")
+                (pid,) = cursor.fetchone()
+            finally:
+                raw.close()
+            killer = Database(db_url)
+            try:
+                with killer.begin() as session:
+                    session.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            finally:
+                killer.dispose()
+            time.sleep(0.05)
+        response = client.post(
+            "/v1/check",
+            json={"email": "gone@example.se", "list": "news"},
+            headers=bearer(tokens["mailer"]),
+        )
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["allowed"] is False
