@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from suppress.addresses import normalize
 from suppress.errors import InvalidEmail
@@ -115,7 +116,9 @@ def run_one(
                 }
                 server = Server(url, workdir, workers=2, app=app, env=env)
                 try:
-                    result = wrk(server.url + path, script, args.seconds, args.connections)
+                    result: dict[str, Any] = wrk(
+                        server.url + path, script, args.seconds, args.connections
+                    )
                     result["peak_server_rss_mb"] = round(server.peak_rss_mb(), 1)
                 finally:
                     server.stop()

@@ -32,8 +32,9 @@ def _points(results: dict[str, Any], *path: str) -> list[tuple[int, float]]:
     return found
 
 
-def panels(results: dict[str, Any]) -> list[tuple[str, str, list[Series]]]:
-    """The four panels: title, y-axis unit, series."""
+def panels(results: dict[str, Any]) -> list[tuple[str, str, list[Series], bool]]:
+    """The four panels: title, y-axis unit, series, and whether the y axis is logarithmic
+    (the library-call panel: the peer's rate is orders of magnitude apart)."""
 
     def service(what: str, *path: str, dash: str = SOLID) -> list[Series]:
         return [
@@ -49,23 +50,27 @@ def panels(results: dict[str, Any]) -> list[tuple[str, str, list[Series]]]:
             "requests/s",
             service("suppress", "check_suppress", "rps")
             + service("minimal app", "check_minimal", "rps", dash=DASHED),
+            False,
         ),
         (
             "Check as a library call (one thread)",
             "checks/s",
             service("suppress", "check_in_process", "checks_per_s")
             + [("GNU Mailman 3 ban check, SQLite", PEER, DOTTED, mailman)],
+            True,
         ),
         (
             f"Streamed filter of {results.get('recipients', 0):,} recipients",
             "recipients/s",
             service("suppress", "filter", "per_second")
             + [("in-process limit", YARDSTICK, DASHED, limit)],
+            False,
         ),
         (
             f"Import of {results.get('imports', 0):,} new addresses over HTTP",
             "rows/s",
             service("suppress", "import", "rows_per_s"),
+            False,
         ),
     ]
 
@@ -81,6 +86,8 @@ def _nice_max(value: float) -> float:
 
 
 def _count(value: float) -> str:
+    if 0 < value < 1:
+        return f"{value:g}"
     if value >= 1_000_000:
         return f"{value / 1_000_000:g}M"
     if value >= 1_000:
@@ -88,19 +95,33 @@ def _count(value: float) -> str:
     return f"{value:g}"
 
 
-def _panel(x0: int, y0: int, title: str, unit: str, series: list[Series], sizes: list[int]) -> str:
+def _panel(
+    x0: int, y0: int, title: str, unit: str, series: list[Series], sizes: list[int], log_y: bool
+) -> str:
     left, top = x0 + MARGIN["left"], y0 + MARGIN["top"]
     width = PANEL_W - MARGIN["left"] - MARGIN["right"]
     height = PANEL_H - MARGIN["top"] - MARGIN["bottom"]
     lo, hi = math.log10(min(sizes)), math.log10(max(sizes))
     span = (hi - lo) or 1.0
-    top_value = _nice_max(max((v for *_x, pts in series for _s, v in pts), default=1.0) * 1.05)
+    values = [v for *_x, pts in series for _s, v in pts if v > 0] or [1.0]
+    if log_y:
+        bottom_exp = math.floor(math.log10(min(values)))
+        top_exp = max(math.ceil(math.log10(max(values))), bottom_exp + 1)
+        ticks = [10.0**e for e in range(bottom_exp, top_exp + 1)]
+        unit += " (log scale)"
+    else:
+        top_value = _nice_max(max(values) * 1.05)
+        ticks = [top_value * i / 4 for i in range(5)]
 
     def x(size: int) -> float:
         return left + (math.log10(size) - lo) / span * width
 
     def y(value: float) -> float:
-        return top + height - value / top_value * height
+        if log_y:
+            share = (math.log10(max(value, ticks[0])) - bottom_exp) / (top_exp - bottom_exp)
+        else:
+            share = value / top_value
+        return top + height - share * height
 
     out = [
         f'<text x="{x0 + PANEL_W / 2}" y="{y0 + 22}" text-anchor="middle" '
@@ -108,8 +129,7 @@ def _panel(x0: int, y0: int, title: str, unit: str, series: list[Series], sizes:
         f'<text x="{x0 + 16}" y="{top + height / 2}" text-anchor="middle" '
         f'transform="rotate(-90 {x0 + 16} {top + height / 2})">{escape(unit)}</text>',
     ]
-    for i in range(5):
-        value = top_value * i / 4
+    for value in ticks:
         out.append(
             f'<line x1="{left}" x2="{left + width}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
             'stroke="#ddd"/>'
@@ -156,9 +176,9 @@ def render(results: dict[str, Any]) -> str:
         'role="img" aria-label="Throughput against list size">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
     ]
-    for n, (title, unit, series) in enumerate(panels(results)):
+    for n, (title, unit, series, log_y) in enumerate(panels(results)):
         x0, y0 = (n % 2) * PANEL_W, (n // 2) * PANEL_H + 10
-        body.append(_panel(x0, y0, title, unit, series, sizes))
+        body.append(_panel(x0, y0, title, unit, series, sizes, log_y))
     body.append("</svg>")
     return "\n".join(body) + "\n"
 

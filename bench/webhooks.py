@@ -37,7 +37,11 @@ PUBLIC = base64.b64encode(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 ).decode()
-OPT_OUTS = (("unsubscribe", {}), ("spamreport", {}), ("bounce", {"type": "bounce"}))
+OPT_OUTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("unsubscribe", {}),
+    ("spamreport", {}),
+    ("bounce", {"type": "bounce"}),
+)
 
 
 def batch(number: int, size: int, mix: str) -> bytes:
