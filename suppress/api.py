@@ -15,6 +15,7 @@ from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import BaseModel
 
 from . import (
     access,
@@ -361,7 +362,7 @@ def endpoint(method: str, rule: str, op: Operation) -> Callable[[F], F]:
             if op.role is not None:
                 authorize(op.role)
             if op.query is not None:
-                kwargs["query"] = contract.bind(op.query, request.args.to_dict(), "parameter")
+                kwargs["query"] = contract.bind(op.query, single_args(op.query), "parameter")
             if op.body is not None:
                 kwargs["body"] = None
                 if request.is_json or not op.texts:
@@ -376,6 +377,19 @@ def endpoint(method: str, rule: str, op: Operation) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def single_args(model: type[BaseModel]) -> dict[str, str]:
+    """The query's parameters, each given once: `?list=a&list=b` is refused, not read as
+    one of them (which one a proxy or a client library would have meant is anyone's guess).
+    Only the model's own names are echoed in the message."""
+    args = request.args
+    for name in args:
+        if len(args.getlist(name)) > 1:
+            known = {f.alias or n for n, f in model.model_fields.items()} | set(model.model_fields)
+            what = f"{name!r}" if name in known else "a parameter"
+            raise InvalidRequest(f"the query gives {what} more than once")
+    return args.to_dict()
 
 
 # Routes that take bigger JSON batches by contract size their own body cap.

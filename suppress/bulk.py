@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -93,11 +94,18 @@ def iter_lines(
         yield line if len(line) <= max_line else TOO_LONG
 
 
+# What a reader of the output could take for the end of a line, inside one of ours: a CR
+# alone (old Mac files), and the rest of what str.splitlines() splits on.
+_BREAK = re.compile("[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
 def address_field(line: bytes, csv_mode: bool) -> str | None:
     """The address text of one input line (the first column in CSV), None for a blank line.
 
-    A line that is not UTF-8 (TOO_LONG among them) or not readable as CSV gives "", which no
-    normalization accepts: it counts as invalid.
+    A line that is not UTF-8 (TOO_LONG among them), not readable as CSV, or holding a line
+    break of another convention (a CR alone: several records in what LF made one line) gives
+    "", which no normalization accepts: it counts as invalid, so neither a filter passes on
+    nor an import claims records it never looked at.
     """
     try:
         text = line.decode("utf-8")
@@ -105,6 +113,8 @@ def address_field(line: bytes, csv_mode: bool) -> str | None:
         return ""
     if not text.strip():
         return None
+    if _BREAK.search(text):
+        return ""
     if csv_mode:
         if '"' in text:
             try:
