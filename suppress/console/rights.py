@@ -25,7 +25,7 @@ from ..errors import ErrorCode, SuppressError
 from ..models import Outcome, PersonRole, RequestKind, SubjectRequest
 from . import auth
 from .auth import requires
-from .site import bp, page, runtime
+from .site import bp, local_time, page, runtime
 from .suppressions import Form
 
 T = TypeVar("T")
@@ -100,6 +100,12 @@ def long_day(value: str | date | None) -> str:
     return format_date(day, "long")
 
 
+def moment_text(moment: datetime | str | None, zone: ZoneInfo) -> str:
+    """A UTC time as local date and time in `zone`; midnight as the date alone (a form given
+    only the day records its start, and only the day counts for the clock)."""
+    return local_time(moment, zone).removesuffix(" 00:00")
+
+
 @bp.app_context_processor
 def labels() -> dict[str, Any]:
     return {
@@ -108,6 +114,7 @@ def labels() -> dict[str, Any]:
         "channel_labels": channel_labels,
         "clock_text": clock_text,
         "long_day": long_day,
+        "moment": moment_text,
     }
 
 
