@@ -236,6 +236,7 @@ def problem_text(exc: SuppressError) -> str:
 
 
 def kinds() -> list[tuple[str, str]]:
+    """The kinds of request as the form offers them: (value, label)."""
     return list(kind_labels().items())
 
 
