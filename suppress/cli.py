@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import access, addresses, apikeys, audit, bulk, clock, peppers, rights, suppressions, users
 from . import config as config_module
 from . import jobs as job_runs
-from .errors import ErrorCode, SuppressError, Unprocessable
+from .errors import SuppressError
 from .models import Outcome, Reason, RequestKind
 from .runtime import Runtime
 from .settings import WEBHOOK_ENABLED_BY, ServerSettings, bounds
@@ -730,26 +730,6 @@ def _zone() -> ZoneInfo:
     return runtime().config.settings.compliance.zone
 
 
-def _moment(value: str, name: str, zone: ZoneInfo) -> datetime:
-    """An ISO 8601 time as naive UTC; one without a zone (or a bare date) is a time in the
-    compliance zone, as the officer's calendar shows it."""
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise Unprocessable(
-            f"{name} is not an ISO 8601 time such as 2026-01-31T14:05 or 2026-01-31",
-            code=ErrorCode.invalid_request,
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    try:
-        return clock.naive_utc(parsed)
-    except OverflowError:
-        raise Unprocessable(
-            f"{name} lies outside the years 1 to 9999 in UTC", code=ErrorCode.invalid_request
-        ) from None
-
-
 def _request_line(found: dict[str, Any]) -> str:
     """One request on one line: id, kind, reference, state and clock."""
     if found["status"] == "closed":
@@ -807,7 +787,9 @@ def requests_add(
     """
     rt = runtime()
     zone, now = _zone(), clock.utcnow()
-    received = now if received_at is None else _moment(received_at, "--received-at", zone)
+    received = (
+        now if received_at is None else rights.local_moment(received_at, "--received-at", zone)
+    )
     target = None if email is None else addresses.address_target(rt.ring, email)
     with rt.db.begin() as session:
         row, suppression = rights.register(
@@ -872,7 +854,7 @@ def requests_show(request_id: int, as_json: bool) -> None:
 def requests_verify(request_id: int, method: str, verified_at: str | None, as_json: bool) -> None:
     """Record how and when the requester's identity was verified."""
     zone = _zone()
-    when = None if verified_at is None else _moment(verified_at, "--verified-at", zone)
+    when = None if verified_at is None else rights.local_moment(verified_at, "--verified-at", zone)
     _change(
         lambda session, now: rights.verify_identity(
             session,
@@ -901,7 +883,7 @@ def requests_verify(request_id: int, method: str, verified_at: str | None, as_js
 def requests_extend(request_id: int, reason: str, notified_at: str, as_json: bool) -> None:
     """Extend the deadline to three months from receipt (once; the reader told in time)."""
     zone = _zone()
-    told = _moment(notified_at, "--notified-at", zone)
+    told = rights.local_moment(notified_at, "--notified-at", zone)
     _change(
         lambda session, now: rights.extend(
             session,

@@ -43,14 +43,30 @@ class SuppressError(Exception):
 
     code: ErrorCode = ErrorCode.invalid_request
     status = 400
+    # Which input it concerns and which rule it broke (e.g. "reference", "address"), when the
+    # domain knows: a form shows the problem beside its field, in the page's own words.
+    field: str | None = None
+    problem: str | None = None
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        status: int | None = None,
+        field: str | None = None,
+        problem: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        if field is not None:
+            self.field = field
+        if problem is not None:
+            self.problem = problem
 
     def to_dict(self) -> dict[str, dict[str, str]]:
         """The JSON error envelope of DESIGN §5."""

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from . import audit, suppressions
+from . import audit, clock, suppressions
 from .addresses import Target, contains_address
 from .errors import (
     Conflict,
@@ -56,6 +56,8 @@ MAX_NOTE = 2000
 # Request ids are 32-bit integers in the database; a larger one names no request.
 MAX_ID = 2**31 - 1
 STATUSES = ("open", "overdue", "closed")
+# The listings: the API's and the CLI's statuses, and open requests due within the week.
+LISTINGS = (*STATUSES, "due_this_week")
 
 
 # --- the clock ------------------------------------------------------------------------------
@@ -68,7 +70,9 @@ def add_months(day: date, months: int) -> date:
     year, month = day.year + index // 12, index % 12 + 1
     if not 1 <= year <= 9999:
         raise Unprocessable(
-            "the deadline would lie outside the years 1 to 9999", code=ErrorCode.invalid_request
+            "the deadline would lie outside the years 1 to 9999",
+            code=ErrorCode.invalid_request,
+            problem="out_of_range",
         )
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
@@ -81,12 +85,38 @@ def local_day(moment: datetime, zone: ZoneInfo) -> date:
         raise Unprocessable(
             "the time lies outside the years 1 to 9999 in the compliance time zone",
             code=ErrorCode.invalid_request,
+            problem="out_of_range",
         ) from None
 
 
 def due_date(received_at: datetime, zone: ZoneInfo, months: int = MONTHS) -> date:
     """The day of receipt in `zone` plus `months` calendar months (DESIGN §11)."""
     return add_months(local_day(received_at, zone), months)
+
+
+def local_moment(value: str, name: str, zone: ZoneInfo) -> datetime:
+    """An ISO 8601 time as naive UTC; one without an offset (or a bare date) is a time in
+    `zone`, as the officer's calendar shows it (the CLI's options, the console's forms)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise Unprocessable(
+            f"{name} is not an ISO 8601 time such as 2026-01-31T14:05 or 2026-01-31",
+            code=ErrorCode.invalid_request,
+            field=name,
+            problem="not_a_time",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    try:
+        return clock.naive_utc(parsed)
+    except OverflowError:
+        raise Unprocessable(
+            f"{name} lies outside the years 1 to 9999 in UTC",
+            code=ErrorCode.invalid_request,
+            field=name,
+            problem="out_of_range",
+        ) from None
 
 
 def receipt_day(row: SubjectRequest, zone: ZoneInfo) -> date:
@@ -103,6 +133,11 @@ def receipt_day(row: SubjectRequest, zone: ZoneInfo) -> date:
     return here
 
 
+def extended_due(row: SubjectRequest, zone: ZoneInfo) -> date:
+    """The due day an extension gives: the day of receipt plus three calendar months."""
+    return add_months(receipt_day(row, zone), EXTENDED_MONTHS)
+
+
 def today(zone: ZoneInfo, now: datetime) -> date:
     """Today in the compliance zone, for a naive UTC now."""
     return local_day(now, zone)
@@ -111,6 +146,11 @@ def today(zone: ZoneInfo, now: datetime) -> date:
 def is_overdue(row: SubjectRequest, today: date) -> bool:
     """Open, and today (in the compliance zone) is after the due day."""
     return row.status is RequestStatus.open and today > row.due
+
+
+def week_end(today: date) -> date:
+    """The last due day that counts as "due this week": today and the six days after."""
+    return today + timedelta(days=WEEK_DAYS - 1)
 
 
 @dataclass(frozen=True)
@@ -133,13 +173,12 @@ class Counts:
 
 def counts(session: Session, today: date) -> Counts:
     """Open, due-this-week and overdue requests as of `today` (in the compliance zone)."""
-    week_end = today + timedelta(days=WEEK_DAYS - 1)
     due = SubjectRequest.due
     total, overdue, this_week, first = session.execute(
         select(
             func.count(),
             func.sum(case((due < today, 1), else_=0)),
-            func.sum(case((due.between(today, week_end), 1), else_=0)),
+            func.sum(case((due.between(today, week_end(today)), 1), else_=0)),
             func.min(due),
         ).where(SubjectRequest.status == RequestStatus.open)
     ).one()
@@ -161,29 +200,40 @@ def free_text(
     """
     if value is None or (isinstance(value, str) and not value.strip() and not required):
         if required:
-            raise InvalidRequest(f"{name} is required")
+            raise InvalidRequest(f"{name} is required", field=name, problem="required")
         return None
     if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"{name} is required and must be a non-empty string")
+        raise InvalidRequest(
+            f"{name} is required and must be a non-empty string", field=name, problem="required"
+        )
     value = value.strip().replace("\r\n", "\n")
     if len(value) > limit:
-        raise InvalidRequest(f"{name} must be at most {limit} characters")
+        raise InvalidRequest(
+            f"{name} must be at most {limit} characters", field=name, problem="too_long"
+        )
     allowed = "\n\t" if lines else ""
     if not all(ch.isprintable() or ch in allowed for ch in value):
         what = "printable characters and line breaks" if lines else "printable characters"
-        raise InvalidRequest(f"{name} must hold only {what}")
+        raise InvalidRequest(f"{name} must hold only {what}", field=name, problem="unprintable")
     if contains_address(value):
         raise Unprocessable(
             f"{name} must not contain an email address: give the address in 'email' "
             "(kept only as its keyed hash) and a reference here",
             code=ErrorCode.invalid_request,
+            field=name,
+            problem="address",
         )
     return value
 
 
 def _not_ahead(name: str, moment: datetime, now: datetime) -> None:
     if moment > now + CLOCK_SKEW:
-        raise Unprocessable(f"{name} lies in the future", code=ErrorCode.invalid_request)
+        raise Unprocessable(
+            f"{name} lies in the future",
+            code=ErrorCode.invalid_request,
+            field=name,
+            problem="future",
+        )
 
 
 def _not_before_receipt(name: str, moment: datetime, row: SubjectRequest, zone: ZoneInfo) -> None:
@@ -193,6 +243,8 @@ def _not_before_receipt(name: str, moment: datetime, row: SubjectRequest, zone: 
         raise Unprocessable(
             f"{name} lies before the request was received ({_stamp(row.received_at)})",
             code=ErrorCode.invalid_request,
+            field=name,
+            problem="before_receipt",
         )
 
 
@@ -386,8 +438,10 @@ def extend(
             f"{row.first_due.isoformat()}: an extension must be announced within the first "
             "month",
             code=ErrorCode.notice_too_late,
+            field="notified_at",
+            problem="too_late",
         )
-    row.due = add_months(receipt_day(row, zone), EXTENDED_MONTHS)
+    row.due = extended_due(row, zone)
     row.extended, row.extension_reason, row.notified_at = True, reason, notified_at
     session.flush()
     _record(
@@ -449,13 +503,15 @@ def parse_status(value: str | None) -> str | None:
 
 
 def listing(session: Session, status: str | None, today: date) -> list[SubjectRequest]:
-    """Requests by status: open and overdue ones by due day (most urgent first), closed ones
-    and the whole register newest first."""
+    """Requests by status (one of LISTINGS): open, overdue and due-this-week ones by due day
+    (most urgent first), closed ones and the whole register newest first."""
     query = select(SubjectRequest)
-    if status in ("open", "overdue"):
+    if status in ("open", "overdue", "due_this_week"):
         query = query.where(SubjectRequest.status == RequestStatus.open)
         if status == "overdue":
             query = query.where(SubjectRequest.due < today)
+        elif status == "due_this_week":
+            query = query.where(SubjectRequest.due.between(today, week_end(today)))
         query = query.order_by(SubjectRequest.due, SubjectRequest.id)
     else:
         if status == "closed":

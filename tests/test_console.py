@@ -114,6 +114,9 @@ def session_of(app: Flask, client: FlaskClient) -> dict[str, Any]:
 
 GETS = [
     "/admin/",
+    "/admin/requests",
+    "/admin/requests/new",
+    "/admin/requests/1",
     "/admin/lookup",
     "/admin/add",
     "/admin/remove",
@@ -375,7 +378,7 @@ def test_the_menu_shows_each_role_what_it_may_do(
         nav = page.split('<nav class="sections"', 1)[1].split("</nav>", 1)[0]
         return set(re.findall(r'href="(/admin/[a-z]*)"', nav))
 
-    common = {"/admin/", "/admin/audit", "/admin/jobs"}
+    common = {"/admin/", "/admin/requests", "/admin/audit", "/admin/jobs"}
     assert menu(viewer) == common
     assert menu(operator) == common | {"/admin/lookup", "/admin/add", "/admin/import"}
     assert menu(admin) == menu(operator) | {"/admin/remove", "/admin/keys", "/admin/people"}

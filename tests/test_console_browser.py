@@ -1,14 +1,17 @@
 """The console in a real browser (Debian's headless Chromium through Playwright), JavaScript
 off, against the installed server: sign in, look up, add, remove with evidence, import, a
-viewer refused, CSRF refused; keyboard focus, contrast, nothing loaded from elsewhere."""
+viewer refused, CSRF refused; a data-subject request registered, verified and extended, in
+English and Swedish; keyboard focus, contrast, nothing loaded from elsewhere."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -218,3 +221,116 @@ def test_the_data_protection_officers_day_in_a_real_browser(
     log = server.log_path.read_text("utf-8").lower()
     for email in ("kim.lind", "ana@example.se", "bo@example.se"):
         assert email not in log
+
+
+@pytest.mark.db_agnostic
+@pytest.mark.e2e
+def test_a_request_from_the_phone_call_to_its_extension_in_a_real_browser(
+    browser: Any,  # noqa: F811
+    live_server: LiveServer,
+    tmp_path: Path,
+) -> None:
+    server = live_server
+    create_person(server, "ada", "admin")
+    today = datetime.now(ZoneInfo("Europe/Stockholm")).date()
+    late = server.cli(
+        "requests",
+        "add",
+        "--kind",
+        "erasure",
+        "--reference",
+        "DSR-2026-009",
+        "--received-at",
+        (today - timedelta(days=40)).isoformat(),
+        "--channel",
+        "letter",
+    )
+    assert late.returncode == 0, late.stderr
+    late_id = late.stdout.split()[2]
+    shots = screenshot_dir(tmp_path)
+    requested: list[str] = []
+    console: list[str] = []
+    page = new_page(browser, server, requested, console)
+    sign_in(page, server, "ada")
+    assert "1\nrequest overdue" in page.inner_text(".figures")
+
+    # The phone rings: register the request at once, the address kept only as a fingerprint.
+    page.get_by_role("link", name="Requests", exact=True).click()
+    page.get_by_role("link", name="Register a request").click()
+    page.get_by_label("Kind of request").select_option("access")
+    page.get_by_label("Date").fill((today - timedelta(days=3)).isoformat())
+    page.get_by_label("Time (optional)").fill("14:05")
+    page.get_by_label("Reference", exact=True).fill("DSR-2026-017")
+    page.get_by_label("E-mail address (optional)").fill(EMAIL)
+    page.get_by_label("Channel (optional)").fill("phone")
+    page.get_by_label("Note (optional)").fill("Asked for a copy by post")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Register", exact=True).click()
+    assert re.fullmatch(re.escape(server.url) + r"/admin/requests/\d+", page.url), page.url
+    main = page.inner_text("main")
+    assert "The request is registered." in main and "Access to their data" in main
+    assert "given, kept as the fingerprint" in main
+
+    # Identity checked, then more time needed: the person is told today, then it is recorded.
+    page.get_by_label("How the identity was checked").fill("BankID")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Record the check of identity").click()
+    assert "The check of identity is recorded." in page.inner_text("main")
+    page.get_by_label("Reason, as the person was told").fill("Records in three archives")
+    page.locator("#notified_day").fill(today.isoformat())
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile("^Extend to ")).click()
+    main = page.inner_text("main")
+    assert "The request is extended." in main
+    assert "three calendar months after the day of receipt" in main
+    assert "This request was extended already" in main  # and the form is gone
+    for selector in ("h1", "h2", "dt", "dd", ".notice"):
+        assert contrast(page, selector, "rgb(255, 255, 255)") >= 4.5, selector
+    page.screenshot(path=str(shots / "console-request.png"), full_page=True)
+
+    # An extension announced after the original due day is refused, and says why.
+    page.goto(f"{server.url}/admin/requests/{late_id}")
+    assert "The original due day has passed" in page.inner_text("main")
+    page.get_by_label("Reason, as the person was told").fill("Many requests")
+    page.locator("#notified_day").fill(today.isoformat())
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile("^Extend to ")).click()
+    assert "This day is after the original due day." in page.inner_text("main")
+    assert page.get_attribute("#notified_day", "aria-invalid") == "true"
+
+    # The register: the overdue request first among the open ones, in words and highlighted.
+    page.get_by_role("link", name="Requests", exact=True).click()
+    page.get_by_role("link", name=re.compile(r"^Open \(")).click()
+    rows = page.locator("tbody tr")
+    assert rows.count() == 2
+    assert "Overdue by" in rows.nth(0).inner_text() and "DSR-2026-009" in rows.nth(0).inner_text()
+    assert "Extended" in rows.nth(1).inner_text() and "Verified" in rows.nth(1).inner_text()
+    assert contrast(page, "tr.overdue .late", "rgb(253, 236, 238)") >= 4.5
+    assert contrast(page, "tr.overdue a", "rgb(253, 236, 238)") >= 4.5
+    page.screenshot(path=str(shots / "console-requests.png"), full_page=True)
+
+    # The same in Swedish: register, then extend.
+    page.get_by_role("link", name="Svenska").click()
+    page.get_by_role("link", name="Registrera en begäran").click()
+    page.get_by_label("Slag av begäran").select_option("objection")
+    page.get_by_label("Datum").fill(today.isoformat())
+    page.get_by_label("Hänvisning", exact=True).fill("DSR-2026-018")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Registrera", exact=True).click()
+    assert "Begäran är registrerad." in page.inner_text("main")
+    page.get_by_label("Skäl, så som personen fick veta dem").fill("Uppgifter i tre arkiv")
+    page.locator("#notified_day").fill(today.isoformat())
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile("^Förläng till ")).click()
+    main = page.inner_text("main")
+    assert "Begäran är förlängd." in main and "Förlängd förfallodag" in main
+    assert "Invändning mot direktmarknadsföring" in main
+    page.context.close()
+
+    assert all(url.startswith(server.url + "/") for url in requested), requested
+    assert not any("@" in url or "%40" in url.lower() for url in requested), requested
+    assert not [m for m in console if "Content Security Policy" in m], console
+    listed = server.cli("requests", "list", "--status", "open")
+    assert listed.stdout.count("(extended)") == 2, listed.stdout
+    log = server.log_path.read_text("utf-8").lower()
+    assert "kim.lind" not in log

@@ -133,7 +133,12 @@ def key_revoke(key_id: int) -> Any:
     rt = runtime()
     with rt.db.begin() as db:
         key = apikeys.revoke(db, key_id, actor=auth.person().actor)
-        flash(_("The key %(name)s is revoked: every server refuses it within a second.", name=key.name))
+        flash(
+            _(
+                "The key %(name)s is revoked: every server refuses it within a second.",
+                name=key.name,
+            )
+        )
     rt.keys.forget(key_id)  # other instances honour it within apikeys.CACHE_SECONDS
     return redirect(url_for("console.keys"), 303)
 

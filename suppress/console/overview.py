@@ -1,4 +1,5 @@
-"""The console's first page: the list at a glance, with charts drawn on the server."""
+"""The console's first page: the list and the register of requests at a glance, with charts
+drawn on the server."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask import current_app
 from flask_babel import format_date
 from flask_babel import gettext as _
 
-from .. import clock, jobs, metrics, stats
+from .. import clock, jobs, metrics, rights, stats
 from . import charts
 from .site import bp, frame, page, runtime
 from .suppressions import reason_labels
@@ -27,6 +28,7 @@ def dashboard() -> Any:
         health = jobs.reconcile_health(db, now)
         verified = jobs.last_success(db, "verify-audit")
         verify = jobs.describe(verified, now) if verified is not None else None
+        requests = rights.counts(db, rights.today(runtime().config.settings.compliance.zone, now))
     verdicts = metrics.verdict_totals(current_app.extensions["suppress.metrics"])
     days = [format_date(day, "d MMM") for day in daily.days]
     names = reason_labels()
@@ -66,6 +68,7 @@ def dashboard() -> Any:
         runs=runs,
         health=health,
         verify=verify,
+        requests=requests,
         verdicts=verdicts,
         reasons=reasons,
         sources=sources,

@@ -87,15 +87,16 @@ def stream_page(template: str, **context: Any) -> Response:
     return Response(body, mimetype="text/html")
 
 
-def local_time(moment: datetime | str | None) -> str:
-    """A UTC time (naive, or ISO text with Z) as local date and time in the console's zone."""
+def local_time(moment: datetime | str | None, zone: ZoneInfo | None = None) -> str:
+    """A UTC time (naive, or ISO text with Z) as local date and time in `zone`, by default
+    the console's (the register of requests passes the controller's)."""
     if moment is None or moment == "":
         return "–"
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo("UTC"))
-    return moment.astimezone(frame().zone).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(zone or frame().zone).strftime("%Y-%m-%d %H:%M")
 
 
 # --- who may enter ----------------------------------------------------------------------------

@@ -131,7 +131,8 @@ def lookup() -> Any:
     form, found, _target = _lookup()
     if found is None:
         return page("lookup.html", 422, form=form)
-    return page("lookup.html", form=form, found=found)
+    zone = runtime().config.settings.compliance.zone
+    return page("lookup.html", form=form, found=found, zone=zone)
 
 
 @bp.post("/lookup/download")
