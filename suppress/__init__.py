@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+
+
+class App(Flask):
+    """Flask, remembering per function whether it must be wrapped to run synchronously: Flask
+    asks (inspect.iscoroutinefunction) for every view and hook on every request."""
+
+    SYNC_CACHE = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        found = self._sync.get(func)
+        if found is None:
+            found = super().ensure_sync(func)
+            if len(self._sync) < self.SYNC_CACHE:
+                self._sync[func] = found
+        return found
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -13,7 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .runtime import Runtime
 
     rt = Runtime.load(overrides)
-    app = Flask(__name__, instance_path=str(rt.config.instance_dir))
+    app = App(__name__, instance_path=str(rt.config.instance_dir))
     # /v1//check is no route (404), not a redirect to one.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes

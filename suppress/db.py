@@ -334,7 +334,9 @@ class Database:
         deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
         while True:
             try:
-                return self._upgrade()
+                self._upgrade()
+                self.forget_planner_statistics()
+                return None
             except OperationalError as exc:
                 locked = self.is_sqlite and "database is locked" in str(exc)
                 if not locked or time.monotonic() > deadline:
@@ -370,6 +372,35 @@ class Database:
         """Differences between the models and the migrated schema (empty when in step)."""
         with self.engine.connect() as conn:
             return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+    def forget_planner_statistics(self) -> bool:
+        """SQLite: delete what ANALYZE (or PRAGMA optimize) left in sqlite_stat1 and
+        sqlite_stat4, then reopen the pool's connections; True when there was any.
+
+        The service's statements are written for SQLite's plans without statistics, which
+        take the unique and primary-key indexes. Statistics gathered while a table was
+        small tell the planner it is small for good, and it then scans the whole table
+        for every check, or the whole audit trail for every event written. A database that
+        is missing or not migrated yet is left alone."""
+        if not self.is_sqlite:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                tables = conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name IN ('sqlite_stat1', 'sqlite_stat4')"
+                ).scalars()
+                found = [t for t in tables if conn.exec_driver_sql(f"SELECT 1 FROM {t}").first()]
+            if not found:
+                return False
+            with self.begin() as session:
+                for table in found:
+                    session.execute(text(f"DELETE FROM {table}"))
+        except (SQLAlchemyError, Unavailable):
+            return False
+        self.engine.dispose()  # connections load the planner's statistics when they open
+        log.warning("removed SQLite planner statistics (%s)", ", ".join(found))
+        return True
 
     def ping(self) -> None:
         """Raise Unavailable unless the database answers a trivial query."""

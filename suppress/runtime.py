@@ -78,6 +78,7 @@ class Runtime:
     def verify_secrets_at_start(self) -> None:
         """ConfigError on a mismatch; a database not reachable or migrated yet is /readyz's
         business (it asks again on every probe)."""
+        self.db.forget_planner_statistics()
         try:
             self.verify_secrets()
         except SecretsMismatch as exc:

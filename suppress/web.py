@@ -69,8 +69,11 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def headers(response: Response) -> Response:
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}  # one pass, not one per header
         for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+            if name.lower() not in present:
+                headers.add(name, value)
         if request.is_secure:
             # Only over https as the server sees it: directly, or from a trusted proxy's
             # X-Forwarded-Proto ([server] proxy_hops). Never on plain http, where it is ignored.

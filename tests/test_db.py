@@ -352,3 +352,87 @@ def test_a_vanished_sqlite_file_is_not_created_afresh_by_a_new_connection(
         db.ping()
     assert not db_file.exists()
     db.dispose()
+
+
+def _plans(path: Path, sql: str, args: tuple[Any, ...] = ()) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+    finally:
+        conn.close()
+
+
+def test_statistics_of_a_small_database_are_forgotten_before_they_cost_a_scan(
+    tmp_path: Path,
+) -> None:
+    from suppress import addresses, clock, suppressions
+    from suppress.addresses import KeyRing
+    from suppress.config import parse_peppers
+    from suppress.models import Reason
+
+    from .conftest import TEST_PEPPER
+
+    path = tmp_path / "s.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    ring = KeyRing(parse_peppers(TEST_PEPPER))
+    with db.begin() as session:
+        target = addresses.address_target(ring, "small@example.se")
+        suppressions.add(
+            session, target, "news", Reason.unsubscribe, source="api", actor="t", now=clock.utcnow()
+        )
+    db.dispose()
+    conn = sqlite3.connect(path)
+    conn.execute("ANALYZE")  # an operator's, or PRAGMA optimize: the tables hold a row or two
+    conn.commit()
+    conn.close()
+    check = suppressions._CHECK_ONE.format(digests="?, ?", p="?")
+    args = (b"x", b"y", "news", "global", "2026-12-06")
+    # The premise: with these statistics SQLite reads every row of the list for each check.
+    assert "SCAN suppression" in _plans(path, check, args)
+    again = Database(f"sqlite:///{path}")
+    assert again.forget_planner_statistics() is True
+    assert again.forget_planner_statistics() is False  # nothing left to forget
+    again.dispose()
+    assert "SEARCH suppression USING INDEX" in _plans(path, check, args)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM sqlite_stat1").fetchone() == (0,)
+    conn.close()
+
+
+def test_the_audit_head_is_found_by_max_id_whatever_the_statistics(tmp_path: Path) -> None:
+    # The head trigger (migration 0010) and audit._lock_head look the head up with max(id):
+    # answered from the rowid b-tree even when statistics say the trail is tiny.
+    from suppress import audit
+
+    path = tmp_path / "a.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()
+    with db.begin() as session:
+        audit.record(session, "test", actor="first")  # a trail of one event when analysed
+    db.dispose()
+    conn = sqlite3.connect(path)
+    conn.execute("ANALYZE")
+    conn.commit()
+    trigger = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'audit_event_extends_head'"
+    ).fetchone()[0]
+    conn.close()
+    assert "max(id)" in trigger and "ORDER BY" not in trigger
+    by_max = (
+        "SELECT hash FROM audit_event WHERE id = (SELECT max(id) FROM audit_event WHERE id < ?)"
+    )
+    assert "SCAN" not in _plans(path, by_max, (10,))
+    ordered = "SELECT hash FROM audit_event WHERE id < ? ORDER BY id DESC LIMIT 1"
+    assert "SCAN" in _plans(path, ordered, (10,))  # what 0004's trigger did after ANALYZE
+    with Database(f"sqlite:///{path}").begin() as session:  # still chains and still refuses
+        audit.record(session, "test", actor="after")
+    with pytest.raises(Exception, match="grows only at its head"):
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute(
+                "INSERT INTO audit_event (id, at, action, actor, detail, prev_hash, hash) "
+                "VALUES (3, '2026-12-06', 'x', 'x', '{}', zeroblob(32), randomblob(32))"
+            )
+        finally:
+            conn.close()
