@@ -105,7 +105,8 @@ def _panel(
     span = (hi - lo) or 1.0
     values = [v for *_x, pts in series for _s, v in pts if v > 0] or [1.0]
     if log_y:
-        bottom_exp = math.floor(math.log10(min(values)))
+        # A decade of room under the lowest point when it sits near a decade's line.
+        bottom_exp = math.floor(math.log10(min(values)) - 0.15)
         top_exp = max(math.ceil(math.log10(max(values))), bottom_exp + 1)
         ticks = [10.0**e for e in range(bottom_exp, top_exp + 1)]
         unit += " (log scale)"
