@@ -6,6 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
+
+
+class AsciiInteger(IntegerConverter):
+    """`<int:...>` of ASCII digits only: "\\d" would also take "１" or "٣" as a number and
+    route them to a record they only look like."""
+
+    regex = r"[0-9]+"
 
 
 class App(Flask):
@@ -34,6 +42,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     rt = Runtime.load(overrides)
     app = App(__name__, instance_path=str(rt.config.instance_dir))
+    app.url_map.converters["int"] = AsciiInteger  # before any route is added
     # /v1//check is no route (404), not a redirect to one.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = rt.config.max_json_bytes

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import unicodedata
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,6 +23,9 @@ MAX_INPUT = 512
 _ADDRESS_LIKE = re.compile(r"[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+")
 # Dots that IDNA maps to "." in a domain: text using them still names an address.
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+# "(at)", "[at]", "{dot}" and the like, with or without spaces around them.
+_SPELLED = re.compile(r"\s*[(\[{<]\s*(at|dot)\s*[)\]}>]\s*", re.IGNORECASE)
+_SPACED_AT = re.compile(r"\s*@\s*")
 
 # The fast path: a plain ASCII dot-atom address whose domain is LDH labels under an
 # alphabetic TLD, with nothing that makes email-validator look further (no "--", so no
@@ -136,7 +141,15 @@ def contains_address(text: str) -> bool:
     address: after compatibility folding (a fullwidth "＠" is an "@") and with the dots
     IDNA reads as ".", any run of non-space text around an "@" with a dot after it,
     quotes and apostrophes included (both are valid in local parts)."""
-    folded = unicodedata.normalize("NFKC", text).translate(_DOTS)
+    folded = unicodedata.normalize("NFKC", text)
+    # As a reader of the text would read it back: HTML character references ("&#64;"),
+    # percent-encoding ("%40"), "(at)" and "[dot]", and spaces or line breaks around the
+    # "@" ("name @ example.se").
+    for _ in range(2):  # encodings nest ("%26%2364%3B"); two rounds undo the usual ones
+        folded = urllib.parse.unquote(html.unescape(folded))
+    folded = unicodedata.normalize("NFKC", folded).translate(_DOTS)
+    folded = _SPELLED.sub(lambda m: "@" if m.group(1).lower() == "at" else ".", folded)
+    folded = _SPACED_AT.sub("@", folded)
     return bool(_ADDRESS_LIKE.search(folded))
 
 

@@ -127,9 +127,13 @@ def receipt_day(row: SubjectRequest, zone: ZoneInfo) -> date:
     is the recorded first due day.
     """
     here = local_day(row.received_at, zone)
-    for candidate in (here, here - timedelta(days=1), here + timedelta(days=1)):
-        if add_months(candidate, MONTHS) == row.first_due:
-            return candidate
+    for shift in (0, -1, 1):
+        try:  # a row from before the earliest receipt was enforced may sit at date.min
+            candidate = here + timedelta(days=shift)
+            if add_months(candidate, MONTHS) == row.first_due:
+                return candidate
+        except OverflowError:
+            continue
     return here
 
 
@@ -226,7 +230,19 @@ def free_text(
     return value
 
 
+# No request under the policy was received before this (the register keeps the clock of
+# requests still being answered; a year-1 date is a typing slip, not a request).
+EARLIEST_RECEIPT = datetime(2000, 1, 1)
+
+
 def _not_ahead(name: str, moment: datetime, now: datetime) -> None:
+    if moment < EARLIEST_RECEIPT:
+        raise Unprocessable(
+            f"{name} lies before the year 2000",
+            code=ErrorCode.invalid_request,
+            field=name,
+            problem="too_early",
+        )
     if moment > now + CLOCK_SKEW:
         raise Unprocessable(
             f"{name} lies in the future",

@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suppress import addresses
-from suppress.addresses import KeyRing, domain_and_parents, normalize, normalize_domain
+from suppress.addresses import (
+    KeyRing,
+    contains_address,
+    domain_and_parents,
+    normalize,
+    normalize_domain,
+)
 from suppress.errors import InvalidEmail, InvalidRequest
 
 VECTORS = json.loads((Path(__file__).parent.parent / "docs" / "n1-vectors.json").read_text())
@@ -147,3 +153,34 @@ def test_gmail_dots_do_not_matter(local: str) -> None:
     dotted = ".".join(local.replace(".", ""))
     if dotted:
         assert normalize(f"{dotted}@gmail.com") == normalize(f"{local}@gmail.com")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "leakcheck.k4r9 @ example.se",
+        "leakcheck.k4r9%40example.se",
+        "leakcheck.k4r9%2540example.se",
+        "leakcheck.k4r9&#64;example.se",
+        "leakcheck.k4r9&commat;example.se",
+        "leakcheck.k4r9\n@example.se",
+        "leakcheck.k4r9 (at) example (dot) se",
+        "leakcheck.k4r9[at]example.se",
+    ],
+)
+def test_free_text_refuses_an_address_in_the_spellings_a_reader_reads_back(text: str) -> None:
+    assert contains_address(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Phone call 2026-12-01 at 14:05",
+        "Ref 2026/113 (at reception)",
+        "100% sure, 20% off",
+        "Tom & Jerry's",
+        "ärende 12 @ kontoret",
+    ],
+)
+def test_free_text_without_an_address_is_kept(text: str) -> None:
+    assert not contains_address(text)

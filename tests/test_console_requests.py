@@ -15,13 +15,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
+from werkzeug.datastructures import MultiDict
 
 from suppress import clock
 from suppress.models import AuditEvent, SubjectRequest, Suppression
 from suppress.runtime import Runtime
 
 from .conftest import bearer
-from .test_console import count_events, events, make_person, post, session_of, signed_in
+from .test_console import count_events, csrf, events, make_person, post, session_of, signed_in
 
 # Tests run on 10 March 2030, 10:00 in Stockholm (09:00 UTC).
 NOW = datetime(2030, 3, 10, 9, 0)
@@ -176,6 +177,16 @@ def test_a_request_about_an_address_keeps_only_its_digests_as_the_api_does(
         ({"received_day": "2030-03-31"}, "This lies in the future."),
         ({"received_day": "10 March"}, "Give a date such as 2026-01-31"),
         ({"reference": "x" * 129}, "Use at most 128 characters."),
+        ({"reference": "kim.lind @ example.se"}, "Do not write an e-mail address here"),
+        ({"channel": "kim.lind%40example.se"}, "Do not write an e-mail address here"),
+        ({"note": "kim.lind&#64;example.se"}, "Do not write an e-mail address here"),
+        ({"note": "kim.lind\n@example.se"}, "Do not write an e-mail address here"),
+        ({"reference": "kim.lind(at)example[dot]se"}, "Do not write an e-mail address here"),
+        ({"received_day": "0001-01-01"}, "This date is out of range."),
+        ({"received_day": "1999-12-31"}, "This date is out of range."),
+        ({"received_time": "00:30+05:00"}, "Give a date such as 2026-01-31"),
+        ({"received_time": "14:05Z"}, "Give a date such as 2026-01-31"),
+        ({"received_day": "２０３０-03-02"}, "Give a date such as 2026-01-31"),
     ],
 )
 def test_a_refused_registration_says_why_beside_the_field_and_records_nothing(
@@ -421,6 +432,40 @@ def test_an_unknown_request_is_not_found(vera: FlaskClient, ada: FlaskClient) ->
     for path in ("/admin/requests/999", "/admin/requests/0", f"/admin/requests/{2**40}"):
         assert vera.get(path).status_code == 404
     assert post(ada, "/admin/requests/999/close", {"outcome": "fulfilled"}).status_code == 404
+
+
+def test_an_id_in_other_digits_names_no_request(olle: FlaskClient, ada: FlaskClient) -> None:
+    number = registered(olle)
+    assert number == 1
+    for digits in ("１", "٣", "१"):  # fullwidth, Arabic-Indic, Devanagari
+        assert olle.get(f"/admin/requests/{digits}").status_code == 404
+        closing = post(ada, f"/admin/requests/{digits}/close", {"outcome": "fulfilled"})
+        assert closing.status_code == 404
+    assert olle.get("/admin/requests/1").status_code == 200
+
+
+def test_a_form_field_given_twice_is_refused_and_nothing_registered(
+    olle: FlaskClient, rt: Runtime
+) -> None:
+    # The page reads the first value: a hand-made form must not slip a second one past it.
+    token = csrf(olle, "/admin/password")
+    answer = olle.post(
+        "/admin/requests/new",
+        data=MultiDict(
+            [
+                ("csrf_token", token),
+                ("kind", "objection"),
+                ("received_day", "2030-03-02"),
+                ("reference", "DSR-2"),
+                ("email", ""),
+                ("email", EMAIL),
+            ]
+        ),  # fmt: skip
+    )
+    assert answer.status_code == 400
+    with rt.db.begin(write=False) as session:
+        assert session.scalars(select(SubjectRequest)).all() == []
+        assert session.scalars(select(Suppression)).all() == []
 
 
 # --- roles, CSRF --------------------------------------------------------------------------------

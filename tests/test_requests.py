@@ -795,3 +795,19 @@ def test_an_extension_counts_from_the_registered_day_of_receipt_after_a_zone_cha
     assert row.first_due == date(2026, 2, 28)
     assert rights.local_day(received, kiritimati) == date(2026, 2, 1)
     assert rights.add_months(rights.receipt_day(row, kiritimati), 3) == date(2026, 4, 30)
+
+
+def test_a_receipt_before_2000_is_refused_and_an_old_row_still_has_a_day() -> None:
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from suppress import rights
+    from suppress.errors import Unprocessable
+    from suppress.models import SubjectRequest
+
+    with pytest.raises(Unprocessable, match="before the year 2000"):
+        rights._not_ahead("received_at", datetime(1999, 12, 31, 23, 0), datetime(2026, 12, 6))
+    # A row registered before the bound existed, at the first day there is: its pages
+    # still show a day of receipt instead of failing on the day before it.
+    row = SubjectRequest(received_at=datetime(1, 1, 1), first_due=date(1, 2, 1))
+    assert rights.receipt_day(row, ZoneInfo("Europe/Stockholm")) == date(1, 1, 1)

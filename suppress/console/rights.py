@@ -10,6 +10,7 @@ the page that answers it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -181,6 +182,12 @@ class RequestForm(Form):
                 return default
             self.errors[day] = _("Fill this in.")
             return None
+        if not _DAY.fullmatch(when) or (at and not _TIME.fullmatch(at)):
+            # The form says the times are the controller's: no offset, no other calendar.
+            self.errors[day] = _(
+                "Give a date such as 2026-01-31 and, if you like, a time such as 14:05."
+            )
+            return None
         return self.checked(day, lambda: rights.local_moment(f"{when} {at}".strip(), day, zone))
 
     def address(self, name: str) -> Target | None:
@@ -198,6 +205,10 @@ class RequestForm(Form):
             return False
         self.errors[name] = problem_text(exc)
         return True
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_TIME = re.compile(r"[0-9]{2}:[0-9]{2}(:[0-9]{2})?", re.ASCII)
 
 
 def problem_text(exc: SuppressError) -> str:
@@ -228,7 +239,7 @@ def problem_text(exc: SuppressError) -> str:
             "This day is after the original due day. An extension must be announced, with its "
             "reasons, on or before that day; the original deadline stands."
         )
-    if problem == "out_of_range":
+    if problem in ("out_of_range", "too_early"):
         return _("This date is out of range.")
     if exc.code == ErrorCode.invalid_email:
         return _("This is not an e-mail address the list can keep.")

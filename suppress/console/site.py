@@ -30,7 +30,7 @@ from flask import (
 from flask_babel import get_locale
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from .. import users
 from ..errors import ErrorCode, SuppressError
@@ -116,6 +116,11 @@ def enter() -> Any:
             # Checked before the CSRF token is read, since reading it parses the upload.
             request.max_content_length = frame().settings.import_max_bytes
         auth.check_form()
+        form = request.form
+        if any(len(form.getlist(name)) > 1 for name in form):
+            # No console form repeats a field: a hand-made one could pass a second value
+            # (an address) past the one the page reads.
+            raise BadRequest("a field of the form is given more than once")
     g.person = _signed_in()
     if g.person is None and request.endpoint not in PUBLIC:
         target = url_for("console.login")
