@@ -156,7 +156,7 @@ class AddRequest(Target):
     coded: ClassVar[tuple[str, ...]] = ("list", "reason")
     reason: Reason
     source: SenderSource = "api"
-    expires_at: StrictStr | SkipJsonSchema[None] = Field(
+    expires_at: StrictStr | None = Field(
         default=None,
         json_schema_extra={"format": "date-time"},
         description="ISO 8601 with a time zone; only for hard_bounce and soft_bounce.",
@@ -189,7 +189,7 @@ class FilterRequest(Model):
 
 class LookupRequest(Model):
     email: Email
-    reference: FreeText("reference") | SkipJsonSchema[None] = Field(  # type: ignore[valid-type]
+    reference: FreeText("reference") | None = Field(  # type: ignore[valid-type]
         default=None,
         description="The request's reference (a ticket number), kept in the audit event of "
         "the lookup; no address.",
@@ -211,16 +211,16 @@ class RequestRegistration(Model):
         "starts on that day in the compliance time zone. Not in the future."
     )
     reference: Line = Field(description="Your reference, e.g. a ticket number; no address.")
-    email: Email | SkipJsonSchema[None] = Field(
+    email: Email | None = Field(
         default=None,
         description="The address the request is about: kept only as its keyed hash, so a "
         "lookup of it lists the request. An objection or consent_withdrawal with an address "
         "also suppresses it on 'global' at once.",
     )
-    channel: Line | SkipJsonSchema[None] = Field(
+    channel: Line | None = Field(
         default=None, description="How it arrived: phone, email, letter, ..."
     )
-    note: Note | SkipJsonSchema[None] = Field(
+    note: Note | None = Field(
         default=None,
         description="The officer's note (line breaks allowed); no address. Not copied to the "
         "audit trail.",
@@ -229,7 +229,7 @@ class RequestRegistration(Model):
 
 class IdentityVerification(Model):
     method: Line = Field(description="How the identity was verified, e.g. BankID; no address.")
-    verified_at: Moment | SkipJsonSchema[None] = Field(
+    verified_at: Moment | None = Field(
         default=None, description="When; default now. Not before receipt, not in the future."
     )
 
@@ -244,7 +244,7 @@ class Extension(Model):
 
 class Closing(Model):
     outcome: Outcome
-    note: Note | SkipJsonSchema[None] = Field(
+    note: Note | None = Field(
         default=None, description="No address. Not copied to the audit trail."
     )
 
