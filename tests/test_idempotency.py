@@ -112,9 +112,18 @@ def test_the_hourly_job_purges_records_older_than_the_window(
     assert [r.key for r in rows(rt)] == idempotency.stored_keys(rt.ring, "new-1")[:1]
 
 
-@pytest.mark.parametrize(
-    "key", ["leakcheck.idem%40example.se", "leakcheck.idem at example.se", "leakcheck.idem"]
-)
+def test_a_key_holding_an_address_in_an_encoding_is_refused_like_one_with_an_at(
+    client: FlaskClient, tokens: dict[str, str], rt: Runtime
+) -> None:
+    for key in ("leakcheck.idem%40example.se", "leakcheck.idem&#64;example.se"):
+        headers = {**bearer(tokens["recorder"]), "Idempotency-Key": key}
+        response = client.post("/v1/suppressions", json=BODY, headers=headers)
+        assert response.status_code == 422
+        assert "must not contain an email address" in response.get_json()["error"]["message"]
+    assert rows(rt) == []
+
+
+@pytest.mark.parametrize("key", ["leakcheck.idem at example.se", "leakcheck.idem"])
 def test_keys_are_kept_only_keyed_whatever_they_hold(
     client: FlaskClient, tokens: dict[str, str], rt: Runtime, key: str
 ) -> None:
