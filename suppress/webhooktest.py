@@ -43,7 +43,8 @@ PROVIDER_TEST = {
     "sendgrid": "this command cannot sign as SendGrid (only SendGrid holds the private key): "
     'use "Test Your Integration" in SendGrid\'s Settings > Mail Settings > Event Webhooks',
     "ses": "this command cannot sign as Amazon SNS (only AWS holds the key): send a message to "
-    "the SES mailbox simulator (bounce@simulator.amazonses.com) through the configuration set "
+    "the bounce address of the SES mailbox simulator (AWS's guide: 'Using the mailbox "
+    "simulator') through the configuration set "
     "or identity that publishes to the topic",
 }
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -40,7 +40,8 @@ from . import auth
 
 bp = Blueprint("console", __name__, url_prefix="/admin")
 log = logging.getLogger("suppress.console")
-STYLESHEET = Path(__file__).resolve().parent.parent / "templates" / "console" / "console.css"
+# A resource of the package (installed beside the templates), read once at start-up.
+STYLESHEET = resources.files("suppress").joinpath("templates", "console", "console.css")
 # Views anyone may reach: the sign-in page itself.
 PUBLIC = {"console.login"}
 
