@@ -173,6 +173,15 @@ def _pads(key: bytes) -> tuple[Any, Any]:
 _BLOCK = 64  # SHA-256 block size
 
 
+def _keyed(pads: tuple[Any, Any], message: bytes) -> bytes:
+    """HMAC-SHA256 of message from a key's absorbed pads (see _pads)."""
+    inner = pads[0].copy()
+    inner.update(message)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
 class KeyRing:
     """Ordered peppers: the first is active for writes, all are used for reads."""
 
@@ -189,12 +198,7 @@ class KeyRing:
         self._pad_list = [self._pads[key_id] for key_id in self.key_ids]
 
     def _digest(self, key_id: str, message: str) -> bytes:
-        inner_pad, outer_pad = self._pads[key_id]
-        inner = inner_pad.copy()
-        inner.update(message.encode("utf-8"))
-        outer = outer_pad.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        return _keyed(self._pads[key_id], message.encode("utf-8"))
 
     def address(self, normalized: str, key_id: str | None = None) -> bytes:
         """HMAC-SHA256 of an n1-normalized address under one key (default: active)."""
@@ -222,7 +226,7 @@ class KeyRing:
         of address_digests without their key ids, for the bulk paths."""
         message = f"a:{SCHEME}:{normalized}".encode()
         values = []
-        for inner_pad, outer_pad in self._pad_list:
+        for inner_pad, outer_pad in self._pad_list:  # _keyed, inlined: once per recipient
             inner = inner_pad.copy()
             inner.update(message)
             outer = outer_pad.copy()
@@ -277,22 +281,24 @@ class Targeter:
     def __init__(self, ring: KeyRing, *, max_domains: int = 100_000):
         self.ring = ring
         self._max = max_domains
-        self._domains: dict[str, tuple[tuple[Digest, ...], ...]] = {}
-        self._flat: dict[str, tuple[bytes, ...]] = {}
+        # Per domain: the digests of it and its parents, grouped (for Target), and the same
+        # values flat as bytes (one tuple shared by every address of the domain).
+        self._domains: dict[str, tuple[tuple[tuple[Digest, ...], ...], tuple[bytes, ...]]] = {}
 
-    def _groups(self, domain: str) -> tuple[tuple[Digest, ...], ...]:
-        groups = self._domains.get(domain)
-        if groups is None:
+    def _domain(self, domain: str) -> tuple[tuple[tuple[Digest, ...], ...], tuple[bytes, ...]]:
+        found = self._domains.get(domain)
+        if found is None:
             if len(self._domains) >= self._max:
                 self._domains.clear()  # bounded memory; a long tail of domains just recomputes
             groups = tuple(tuple(self.ring.domain_digests(d)) for d in domain_and_parents(domain))
-            self._domains[domain] = groups
-        return groups
+            found = (groups, tuple(d.value for group in groups for d in group))
+            self._domains[domain] = found
+        return found
 
     def target(self, raw: str) -> Target:
         """Normalize an address (InvalidEmail if it is not one) and return its Target."""
         normalized = normalize(raw)
-        groups = self._groups(domain_of(normalized))
+        groups = self._domain(domain_of(normalized))[0]
         return Target("address", tuple(self.ring.address_digests(normalized)), groups)
 
     def values(self, raw: str) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
@@ -301,14 +307,7 @@ class Targeter:
         domain). InvalidEmail if it is not an address. target() gives the same digests with
         their key ids and kinds, for the few addresses a suppression matches."""
         normalized = normalize(raw)
-        domain = domain_of(normalized)
-        flat = self._flat.get(domain)
-        if flat is None:
-            if len(self._flat) >= self._max:
-                self._flat.clear()
-            flat = tuple(d.value for group in self._groups(domain) for d in group)
-            self._flat[domain] = flat
-        return self.ring.address_values(normalized), flat
+        return self.ring.address_values(normalized), self._domain(domain_of(normalized))[1]
 
 
 def domain_target(ring: KeyRing, raw: str) -> Target:
