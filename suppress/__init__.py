@@ -77,5 +77,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         )
     # Last, once every setting has been validated: refuse to serve with other peppers or
     # token secrets than the instances before us (the first database connection).
-    rt.verify_secrets_at_start()
+    rt.start()
     return app

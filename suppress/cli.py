@@ -71,8 +71,9 @@ def runtime(*, verify: bool = True) -> Runtime:
     if _runtime is None:
         loaded = Runtime.load()
         if verify:
-            # A CLI holding other secrets than the service would check and write wrongly.
-            loaded.verify_secrets_at_start()
+            # A CLI holding other secrets than the service would check and write wrongly
+            # (and SQLite statistics would steer its statements: Runtime.start).
+            loaded.start()
         _runtime = loaded
     return _runtime
 

@@ -334,9 +334,7 @@ class Database:
         deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
         while True:
             try:
-                self._upgrade()
-                self.forget_planner_statistics()
-                return None
+                return self._upgrade()
             except OperationalError as exc:
                 locked = self.is_sqlite and "database is locked" in str(exc)
                 if not locked or time.monotonic() > deadline:

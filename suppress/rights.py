@@ -230,12 +230,12 @@ def free_text(
     return value
 
 
-# No request under the policy was received before this (the register keeps the clock of
-# requests still being answered; a year-1 date is a typing slip, not a request).
+# Nothing the register records (a receipt, a check of identity, a notice) happened before
+# this: it keeps the clock of requests still being answered, and a year-1 date is a slip.
 EARLIEST_RECEIPT = datetime(2000, 1, 1)
 
 
-def _not_ahead(name: str, moment: datetime, now: datetime) -> None:
+def _plausible(name: str, moment: datetime, now: datetime) -> None:
     if moment < EARLIEST_RECEIPT:
         raise Unprocessable(
             f"{name} lies before the year 2000",
@@ -316,7 +316,7 @@ def register(
     reference = free_text("reference", reference) or ""
     channel = free_text("channel", channel, required=False)
     note = free_text("note", note, limit=MAX_NOTE, required=False, lines=True)
-    _not_ahead("received_at", received_at, now)
+    _plausible("received_at", received_at, now)
     first_due = due_date(received_at, zone)
     audit.lock(session)
     row = SubjectRequest(
@@ -401,7 +401,7 @@ def verify_identity(
     the trail keeps the earlier)."""
     method = free_text("method", method) or ""
     row = _open(session, request_id)
-    _not_ahead("verified_at", verified_at, now)
+    _plausible("verified_at", verified_at, now)
     _not_before_receipt("verified_at", verified_at, row, zone)
     previous = (
         {"method": row.identity_method, "verified_at": _stamp(row.identity_verified_at)}
@@ -445,7 +445,7 @@ def extend(
             "allows one extension, to three months from receipt",
             code=ErrorCode.already_extended,
         )
-    _not_ahead("notified_at", notified_at, now)
+    _plausible("notified_at", notified_at, now)
     _not_before_receipt("notified_at", notified_at, row, zone)
     told = local_day(notified_at, zone)
     if told > row.first_due:

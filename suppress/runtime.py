@@ -75,10 +75,16 @@ class Runtime:
         finally:
             self._secrets_checked_at = now
 
+    def start(self) -> None:
+        """What every process (server worker, scheduler, CLI command) does before its first
+        request or job: drop SQLite planner statistics (Database.forget_planner_statistics),
+        then verify the secrets."""
+        self.db.forget_planner_statistics()
+        self.verify_secrets_at_start()
+
     def verify_secrets_at_start(self) -> None:
         """ConfigError on a mismatch; a database not reachable or migrated yet is /readyz's
         business (it asks again on every probe)."""
-        self.db.forget_planner_statistics()
         try:
             self.verify_secrets()
         except SecretsMismatch as exc:

@@ -436,3 +436,24 @@ def test_the_audit_head_is_found_by_max_id_whatever_the_statistics(tmp_path: Pat
             )
         finally:
             conn.close()
+
+
+def test_a_starting_server_forgets_the_statistics_of_the_file(tmp_path: Path) -> None:
+    from suppress import create_app
+
+    from .conftest import settings
+
+    path = tmp_path / "start.db"
+    Database(f"sqlite:///{path}").upgrade()
+    conn = sqlite3.connect(path)
+    conn.execute("ANALYZE")
+    conn.execute("INSERT INTO sqlite_stat1 VALUES ('suppression', NULL, '1')")
+    conn.commit()
+    conn.close()
+    app = create_app(settings(f"sqlite:///{path}", tmp_path))
+    app.extensions["suppress"].db.dispose()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM sqlite_stat1").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -806,7 +806,7 @@ def test_a_receipt_before_2000_is_refused_and_an_old_row_still_has_a_day() -> No
     from suppress.models import SubjectRequest
 
     with pytest.raises(Unprocessable, match="before the year 2000"):
-        rights._not_ahead("received_at", datetime(1999, 12, 31, 23, 0), datetime(2026, 12, 6))
+        rights._plausible("received_at", datetime(1999, 12, 31, 23, 0), datetime(2026, 12, 6))
     # A row registered before the bound existed, at the first day there is: its pages
     # still show a day of receipt instead of failing on the day before it.
     row = SubjectRequest(received_at=datetime(1, 1, 1), first_due=date(1, 2, 1))
